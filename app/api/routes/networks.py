@@ -1,0 +1,152 @@
+"""/v1/networks: thin handlers over app.services.networks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.api.body import parse_json
+from app.api.deps import CtxDep, Operator, Reader
+from app.schemas.network import NetworkDefinition
+from app.schemas.requests import AutostartRequest
+from app.schemas.views import NetworkView, Page, network_view
+from app.services import networks, realisation
+from app.services.context import Ctx
+from app.services.errors import PreconditionFailed
+
+router = APIRouter(prefix="/v1/networks", tags=["networks"])
+
+DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/NetworkDefinition"}}
+        },
+    }
+}
+
+
+def _view(ctx: Ctx, network: Any, *, inactive: bool = False) -> JSONResponse:
+    body = NetworkView.model_validate(
+        network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    ).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, headers={"ETag": f'"{network.revision}"'})
+
+
+def _revision(if_match: str | None, read_only: dict[str, Any]) -> int | None:
+    if if_match is None:
+        status = read_only.get("status")
+        revision = status.get("revision") if isinstance(status, dict) else None
+        return revision if isinstance(revision, int) else None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise PreconditionFailed(f"If-Match {if_match!r} is not a revision this API issued")
+    return int(text)
+
+
+async def _definition(request: Request) -> tuple[NetworkDefinition, dict[str, Any]]:
+    return parse_json(await request.body(), NetworkDefinition, read_only=("status",))
+
+
+@router.post("", status_code=201, response_model=NetworkView, openapi_extra=DEFINITION_BODY)
+async def define_network(
+    request: Request,
+    ctx: CtxDep,
+    _: Operator,
+    start: Annotated[bool, Query(description="create a transient, started network")] = False,
+) -> JSONResponse:
+    definition, _read_only = await _definition(request)
+    network = await _run(networks.define, ctx, definition=definition, start=start)
+    response = _view(ctx, network)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/networks/{network.name}"
+    return response
+
+
+@router.get("", response_model=Page[NetworkView])
+def list_networks(
+    ctx: CtxDep,
+    _: Reader,
+    state: Literal["inactive", "starting", "active"] | None = None,
+    autostart: bool | None = None,
+    persistent: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    rows, total = networks.listing(
+        ctx, state=state, autostart=autostart, persistent=persistent, limit=limit, offset=offset
+    )
+    items = [
+        NetworkView.model_validate(network_view(n, realisation.realisations(ctx, n.id))).model_dump(
+            mode="json", exclude_none=True
+        )
+        for n in rows
+    ]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{name}", response_model=NetworkView)
+def get_network(
+    name: str,
+    ctx: CtxDep,
+    _: Reader,
+    inactive: Annotated[
+        bool, Query(description="the stored definition, not the running one")
+    ] = False,
+) -> JSONResponse:
+    return _view(ctx, networks.get(ctx, name), inactive=inactive)
+
+
+@router.put("/{name}", response_model=NetworkView, openapi_extra=DEFINITION_BODY)
+async def update_network(
+    name: str,
+    request: Request,
+    ctx: CtxDep,
+    _: Operator,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    definition, read_only = await _definition(request)
+    network = await _run(
+        networks.update,
+        ctx,
+        name=name,
+        definition=definition,
+        if_match=_revision(if_match, read_only),
+    )
+    return _view(ctx, network, inactive=True)
+
+
+@router.delete("/{name}", status_code=204, response_model=None)
+def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response | JSONResponse:
+    network = networks.undefine(ctx, name=name)
+    return Response(status_code=204) if network is None else _view(ctx, network)
+
+
+@router.post("/{name}/start", response_model=NetworkView)
+def start_network(name: str, ctx: CtxDep, _: Operator) -> JSONResponse:
+    return _view(ctx, networks.start(ctx, name=name))
+
+
+@router.post("/{name}/stop", response_model=NetworkView, status_code=200)
+def stop_network(
+    name: str,
+    ctx: CtxDep,
+    _: Operator,
+    force: Annotated[bool, Query(description="stop even though ports are attached")] = False,
+) -> Response | JSONResponse:
+    network = networks.stop(ctx, name=name, force=force)
+    return Response(status_code=204) if network is None else _view(ctx, network)
+
+
+@router.put("/{name}/autostart", response_model=NetworkView)
+def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> JSONResponse:
+    return _view(ctx, networks.set_autostart(ctx, name=name, enabled=body.enabled))
+
+
+async def _run(func: Any, ctx: Ctx, **kwargs: Any) -> Any:
+    """Run a blocking service call off the event loop (async routes read the raw body)."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(func, ctx, **kwargs)

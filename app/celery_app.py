@@ -1,0 +1,67 @@
+"""The one Celery application; API, control worker and host workers all build it from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import Celery
+
+from app.config import Settings
+
+CONTROL_QUEUE = "control"
+
+# Task names: the API and workers only share these strings, never code objects.
+HEARTBEAT = "virtnet.control.heartbeat"
+REPORT_REALISATION = "virtnet.control.report_realisation"
+REALISE_NETWORK = "virtnet.host.realise_network"
+REMOVE_NETWORK = "virtnet.host.remove_network"
+RECONCILE_HOST = "virtnet.host.reconcile"
+
+
+def host_queue(host: str) -> str:
+    return f"host.{host}"
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    url = settings.effective_broker_url
+    if not url.startswith("filesystem://"):
+        return url, {}
+    # kombu's filesystem transport wants folders, not a URL path: one folder is the whole broker.
+    folder = Path(urlsplit(url).path or settings.state_dir / "broker")
+    (folder / "processed").mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+        "polling_interval": settings.broker_poll_seconds,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    url, transport_options = broker_options(settings)
+    celery = Celery("virtnet", broker=url, set_as_current=False)
+    celery.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=CONTROL_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        broker_heartbeat=0,
+    )
+    return celery
+
+
+def task_sender(celery: Celery):  # type: ignore[no-untyped-def]
+    def send(name: str, kwargs: dict[str, Any], queue: str) -> None:
+        celery.send_task(name, kwargs=kwargs, queue=queue)
+
+    return send

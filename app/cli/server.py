@@ -1,0 +1,77 @@
+"""Starting the service's processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.config import Settings, parse_listen
+
+
+def upgrade_database(settings: Settings) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from app.db import get_sessionmaker
+    from app.services import tokens
+
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///"):
+        os.makedirs(
+            os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))) or ".", exist_ok=True
+        )
+    config = Config()
+    config.set_main_option("script_location", os.path.join(_root(), "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+    with get_sessionmaker(url)() as session:
+        tokens.ensure_bootstrap(session, settings.bootstrap_token)
+
+
+def _root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_api(settings: Settings, listen: str | None) -> None:
+    import uvicorn
+
+    from app.api.main import create_app
+
+    host, port = parse_listen(listen or settings.listen)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+def create_token(settings: Settings, *, role: str, name: str) -> str:
+    from app.db import get_sessionmaker
+    from app.services import tokens
+    from app.services.context import Ctx
+    from app.services.dispatch import Outbox
+
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        _, secret = tokens.create(Ctx(session, Outbox(None), settings), role=role, name=name)
+    return secret
+
+
+def serve(settings: Settings, listen: str | None) -> int:
+    """Everything one machine needs: the API here, both workers as child processes."""
+    upgrade_database(settings)
+    me = [sys.executable, "-m", "app.cli.main"]
+    children = [
+        subprocess.Popen([*me, "control-worker"]),
+        subprocess.Popen([*me, "worker", "--host", settings.host_name]),
+    ]
+    try:
+        run_api(settings, listen)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0

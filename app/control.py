@@ -1,0 +1,77 @@
+"""The control worker: the only worker with database credentials; hosts report to it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from app.celery_app import CONTROL_QUEUE, HEARTBEAT, REPORT_REALISATION, make_celery, task_sender
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.services import hosts, realisation
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+
+log = logging.getLogger("virtnet.control")
+
+
+def register_control_tasks(celery: Celery, settings: Settings) -> None:
+    sessions = get_sessionmaker(settings.effective_database_url)
+    send = task_sender(celery)
+
+    def ctx_for(session: Any) -> Ctx:
+        return Ctx(db=session, outbox=Outbox(send), settings=settings)
+
+    @celery.task(name=HEARTBEAT, ignore_result=True)
+    def heartbeat(
+        host: str, worker_id: str, capabilities: dict[str, Any], registering: bool = False
+    ) -> None:
+        with sessions() as session:
+            hosts.heartbeat(
+                ctx_for(session),
+                name=host,
+                worker_id=worker_id,
+                capabilities=capabilities,
+                registering=registering,
+            )
+
+    @celery.task(name=REPORT_REALISATION, ignore_result=True)
+    def report_realisation(
+        host: str, network_id: int, generation: int, state: str, error: str | None = None
+    ) -> None:
+        with sessions() as session:
+            realisation.record_report(
+                ctx_for(session),
+                host=host,
+                network_id=network_id,
+                generation=generation,
+                state=state,
+                error=error,
+            )
+
+
+def run_control_worker(settings: Settings) -> int:
+    from app.cli.server import upgrade_database
+
+    upgrade_database(settings)
+    celery = make_celery(settings)
+    register_control_tasks(celery, settings)
+    celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            CONTROL_QUEUE,
+            "--pool",
+            "solo",
+            "-n",
+            "control@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+    )
+    return 0

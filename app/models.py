@@ -1,0 +1,90 @@
+"""SQL tables. Alembic migrations are the only way these reach a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware on the way out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}
+
+
+class Network(Base):
+    __tablename__ = "networks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    bridge: Mapped[str] = mapped_column(String(15), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="inactive")
+    persistent: Mapped[bool] = mapped_column(default=True)
+    autostart: Mapped[bool] = mapped_column(default=False)
+    #: the persistent (inactive) definition, as a user would write it back
+    definition: Mapped[dict[str, Any]]
+    #: the definition the network was started with; null while inactive
+    live: Mapped[dict[str, Any] | None]
+    subnets: Mapped[str] = mapped_column(Text, default="")
+    revision: Mapped[int] = mapped_column(default=1)
+    #: bumped at every start and stop, so a host's late report of an older run is ignored
+    generation: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Realisation(Base):
+    """One network on one host, as the host worker last reported it."""
+
+    __tablename__ = "realisations"
+    __table_args__ = (UniqueConstraint("network_id", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kernel: Mapped[str] = mapped_column(String(128), default="")
+    vlan_filtering: Mapped[bool] = mapped_column(default=False)
+    tun: Mapped[bool] = mapped_column(default=False)
+    net_admin: Mapped[bool] = mapped_column(default=False)
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

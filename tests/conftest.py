@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.cli.server import upgrade_database
+from app.config import Settings
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url, name = services.create_pg_database()
+    upgrade_database(Settings(database_url=url))
+    yield url
+    services.drop_pg_database(url, name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'virtnet.db'}"
+    upgrade_database(Settings(database_url=url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return services.redis_test_url()
+
+
+@pytest.fixture
+def settings(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
+    services.empty_tables(pg_url)
+    yield Settings(database_url=pg_url, broker_url=redis_url, state_dir=tmp_path,
+                   heartbeat_seconds=0.5, missed_heartbeats=4)

@@ -1,0 +1,130 @@
+"""Host tasks: each carries the whole desired state of one object and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+
+from app.celery_app import (
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    REALISE_NETWORK,
+    RECONCILE_HOST,
+    REMOVE_NETWORK,
+    REPORT_REALISATION,
+)
+from workers.kernel import BridgeSpec, HostNet, KernelError
+
+log = logging.getLogger("virtnet.worker")
+
+
+class HostAgent:
+    """The host worker's state: which host it is, its kernel handle, how it reports back."""
+
+    def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
+        self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self._net: HostNet | None = None
+        self._lock = threading.Lock()
+        self.capabilities: dict[str, Any] = {}
+
+    @property
+    def net(self) -> HostNet:
+        if self._net is None:
+            self._net = HostNet(self.netns)
+        return self._net
+
+    def probe(self) -> None:
+        caps = self.net.probe()
+        self.capabilities = {
+            "kernel_release": caps.kernel_release,
+            "vlan_filtering": caps.vlan_filtering,
+            "tun": caps.tun,
+            "net_admin": caps.net_admin,
+        }
+
+    def close(self) -> None:
+        if self._net is not None:
+            self._net.close()
+            self._net = None
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        self.celery.send_task(name, kwargs=kwargs, queue=CONTROL_QUEUE)
+
+    def send_heartbeat(self, *, registering: bool) -> None:
+        self.send(
+            HEARTBEAT,
+            host=self.host,
+            worker_id=self.worker_id,
+            capabilities=self.capabilities,
+            registering=registering,
+        )
+
+    def realise(self, network: dict[str, Any]) -> None:
+        state, error = "active", None
+        try:
+            with self._lock:
+                if network["mode"] == "bridge":
+                    self.net.check_bridge(network["bridge"])
+                else:
+                    result = self.net.ensure_bridge(_bridge_spec(network))
+                    if result.degraded:
+                        state, error = "degraded", result.degraded
+        except KernelError as exc:
+            state, error = "failed", str(exc)
+        except Exception as exc:  # report every failure; a silent host is worse
+            log.exception("realising network %s failed", network["name"])
+            state, error = "failed", f"unexpected error: {exc}"
+        self.send(
+            REPORT_REALISATION,
+            host=self.host,
+            network_id=network["network_id"],
+            generation=network["generation"],
+            state=state,
+            error=error,
+        )
+
+    def remove(self, network: dict[str, Any]) -> None:
+        if network["mode"] == "bridge":
+            return  # an existing host bridge: never created by us, never deleted by us
+        with self._lock:
+            self.net.remove_bridge(network["bridge"], owner=network["uuid"])
+
+    def reconcile(self, networks: list[dict[str, Any]]) -> None:
+        """Make the host match the full desired state: add what is missing, drop what is ours
+        and no longer wanted; devices virtnet did not create are never touched."""
+        wanted = {n["bridge"] for n in networks if n["mode"] != "bridge"}
+        with self._lock:
+            for device in self.net.owned_devices():
+                if device.kind == "bridge" and device.name not in wanted:
+                    self.net.remove_bridge(device.name, owner=device.owner)
+        for network in networks:
+            self.realise(network)
+
+
+def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
+    return BridgeSpec(
+        name=network["bridge"],
+        owner=network["uuid"],
+        mac=network.get("mac"),
+        mtu=network.get("mtu"),
+        stp=network.get("stp", True),
+        delay=network.get("delay", 0),
+        vlan_filtering=network.get("mac_table_manager") == "libvirt",
+    )
+
+
+def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
+    @celery.task(name=REALISE_NETWORK, ignore_result=True)
+    def realise_network(network: dict[str, Any]) -> None:
+        agent.realise(network)
+
+    @celery.task(name=REMOVE_NETWORK, ignore_result=True)
+    def remove_network(network: dict[str, Any]) -> None:
+        agent.remove(network)
+
+    @celery.task(name=RECONCILE_HOST, ignore_result=True)
+    def reconcile(networks: list[dict[str, Any]]) -> None:
+        agent.reconcile(networks)
