@@ -15,6 +15,7 @@ from app.schemas.views import NetworkView, Page, network_view
 from app.services import networks, realisation
 from app.services.context import Ctx
 from app.services.errors import PreconditionFailed
+from app.xml.network import network_from_xml, network_to_xml
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
@@ -22,17 +23,28 @@ DEFINITION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/NetworkDefinition"}}
+            "application/json": {"schema": {"$ref": "#/components/schemas/NetworkDefinition"}},
+            "application/xml": {"schema": {"type": "string", "description": "libvirt <network>"}},
         },
     }
 }
 
 
-def _view(ctx: Ctx, network: Any, *, inactive: bool = False) -> JSONResponse:
+def wants_xml(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "xml" in accept and "json" not in accept
+
+
+def _view(
+    ctx: Ctx, network: Any, *, inactive: bool = False, request: Request | None = None
+) -> Response:
     body = NetworkView.model_validate(
         network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
     ).model_dump(mode="json", exclude_none=True)
-    return JSONResponse(body, headers={"ETag": f'"{network.revision}"'})
+    headers = {"ETag": f'"{network.revision}"'}
+    if request is not None and wants_xml(request):
+        return Response(network_to_xml(body), media_type="application/xml", headers=headers)
+    return JSONResponse(body, headers=headers)
 
 
 def _revision(if_match: str | None, read_only: dict[str, Any]) -> int | None:
@@ -47,6 +59,8 @@ def _revision(if_match: str | None, read_only: dict[str, Any]) -> int | None:
 
 
 async def _definition(request: Request) -> tuple[NetworkDefinition, dict[str, Any]]:
+    if "xml" in request.headers.get("content-type", ""):
+        return network_from_xml(await request.body()), {}
     return parse_json(await request.body(), NetworkDefinition, read_only=("status",))
 
 
@@ -59,7 +73,7 @@ async def define_network(
 ) -> JSONResponse:
     definition, _read_only = await _definition(request)
     network = await _run(networks.define, ctx, definition=definition, start=start)
-    response = _view(ctx, network)
+    response = _view(ctx, network, request=request)
     response.status_code = 201
     response.headers["Location"] = f"/v1/networks/{network.name}"
     return response
@@ -90,13 +104,14 @@ def list_networks(
 @router.get("/{name}", response_model=NetworkView)
 def get_network(
     name: str,
+    request: Request,
     ctx: CtxDep,
     _: Reader,
     inactive: Annotated[
         bool, Query(description="the stored definition, not the running one")
     ] = False,
-) -> JSONResponse:
-    return _view(ctx, networks.get(ctx, name), inactive=inactive)
+) -> Response:
+    return _view(ctx, networks.get(ctx, name), inactive=inactive, request=request)
 
 
 @router.put("/{name}", response_model=NetworkView, openapi_extra=DEFINITION_BODY)
@@ -115,7 +130,7 @@ async def update_network(
         definition=definition,
         if_match=_revision(if_match, read_only),
     )
-    return _view(ctx, network, inactive=True)
+    return _view(ctx, network, inactive=True, request=request)
 
 
 @router.delete("/{name}", status_code=204, response_model=None)
