@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -61,3 +61,12 @@ Kbytes = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 def random_mac(prefix: str = "52:54:00") -> str:
     return prefix + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
+
+
+def compact(value: Any) -> Any:
+    """A JSON document without nulls and empty lists: what a user wrote, not every default."""
+    if isinstance(value, dict):
+        return {k: compact(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value

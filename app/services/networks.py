@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.models import Network
-from app.schemas.common import random_mac
+from app.schemas.common import compact, random_mac
 from app.schemas.network import NetworkDefinition
 from app.services import realisation
 from app.services.context import Ctx
@@ -116,7 +116,7 @@ def _check_unique(ctx: Ctx, d: NetworkDefinition, existing: Network | None) -> N
 
 
 def _document(d: NetworkDefinition) -> dict[str, Any]:
-    return d.model_dump(mode="json", exclude_none=True)
+    return compact(d.model_dump(mode="json"))
 
 
 def _commit(ctx: Ctx) -> None:

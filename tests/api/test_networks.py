@@ -23,8 +23,12 @@ def test_define_fills_in_what_libvirt_fills_in(client: TestClient) -> None:
     assert r.status_code == 201, r.text
     body = r.json()
     assert r.headers["location"] == "/v1/networks/net1"
-    assert body["bridge"] == {"name": "virbr0", "stp": True, "delay": 0,
-                              "mac_table_manager": "kernel"}
+    assert body["bridge"] == {
+        "name": "virbr0",
+        "stp": True,
+        "delay": 0,
+        "mac_table_manager": "kernel",
+    }
     assert body["mac"].startswith("52:54:00:") and len(body["mac"]) == 17
     assert len(body["uuid"]) == 36 and body["forward"]["mode"] == "none"
     assert body["status"]["state"] == "inactive" and body["status"]["persistent"] is True
@@ -38,15 +42,26 @@ def test_define_fills_in_what_libvirt_fills_in(client: TestClient) -> None:
 
 def test_full_definition_round_trips(client: TestClient) -> None:
     doc = {
-        "name": "lab.net+1", "uuid": "0f3e4b58-1c1b-4c8e-9a47-3a0d7b1b7a01",
-        "title": "Lab", "description": "d", "metadata": {"team": {"owner": "x"}},
+        "name": "lab.net+1",
+        "uuid": "0f3e4b58-1c1b-4c8e-9a47-3a0d7b1b7a01",
+        "title": "Lab",
+        "description": "d",
+        "metadata": {"team": {"owner": "x"}},
         "bridge": {"name": "br-lab", "stp": False, "delay": 3, "mac_table_manager": "libvirt"},
-        "mac": "52:54:00:AA:BB:CC", "mtu": 9000,
+        "mac": "52:54:00:AA:BB:CC",
+        "mtu": 9000,
         "forward": {"mode": "nat", "nat": {"port_start": 1024, "port_end": 65535}},
-        "ips": [{"address": "192.168.50.1", "prefix": 24,
-                 "dhcp": {"ranges": [{"start": "192.168.50.10", "end": "192.168.50.99"}],
-                          "hosts": [{"mac": "52:54:00:00:00:01", "ip": "192.168.50.5"}]}},
-                {"address": "fd00:50::1", "prefix": 64}],
+        "ips": [
+            {
+                "address": "192.168.50.1",
+                "prefix": 24,
+                "dhcp": {
+                    "ranges": [{"start": "192.168.50.10", "end": "192.168.50.99"}],
+                    "hosts": [{"mac": "52:54:00:00:00:01", "ip": "192.168.50.5"}],
+                },
+            },
+            {"address": "fd00:50::1", "prefix": 64},
+        ],
         "portgroups": [{"name": "eng", "default": True, "vlan": {"tags": [{"id": 42}]}}],
         "vlan": {"trunk": True, "tags": [{"id": 1, "native_mode": "untagged"}, {"id": 7}]},
         "bandwidth": {"inbound": {"average": 1000, "peak": 2000, "burst": 512, "floor": 10}},
@@ -96,20 +111,58 @@ BAD_FIELDS = [
     ({"ips": [{"address": "192.168.1.0", "prefix": 24}]}, "ips.0.address"),
     ({"ips": [{"address": "192.168.1.1", "prefix": 24, "netmask": "255.255.255.0"}]}, "ips.0"),
     ({"ips": [{"address": "192.168.1.1", "netmask": "255.0.255.0"}]}, "ips.0.netmask"),
-    ({"ips": [{"address": "192.168.1.1", "prefix": 24,
-               "dhcp": {"ranges": [{"start": "192.168.2.2", "end": "192.168.2.9"}]}}]},
-     "ips.0.dhcp.ranges.0"),
-    ({"ips": [{"address": "192.168.1.1", "prefix": 24,
-               "dhcp": {"ranges": [{"start": "192.168.1.1", "end": "192.168.1.9"}]}}]},
-     "ips.0.dhcp.ranges.0"),
-    ({"ips": [{"address": "192.168.1.1", "prefix": 24,
-               "dhcp": {"ranges": [{"start": "192.168.1.9", "end": "192.168.1.2"}]}}]},
-     "ips.0.dhcp.ranges.0"),
-    ({"ips": [{"address": "192.168.1.1", "prefix": 24,
-               "dhcp": {"hosts": [{"mac": "52:54:00:00:00:01", "ip": "10.0.0.1"}]}}]},
-     "ips.0.dhcp.hosts.0.ip"),
-    ({"portgroups": [{"name": "a", "default": True}, {"name": "b", "default": True}]},
-     "portgroups.1.default"),
+    (
+        {
+            "ips": [
+                {
+                    "address": "192.168.1.1",
+                    "prefix": 24,
+                    "dhcp": {"ranges": [{"start": "192.168.2.2", "end": "192.168.2.9"}]},
+                }
+            ]
+        },
+        "ips.0.dhcp.ranges.0",
+    ),
+    (
+        {
+            "ips": [
+                {
+                    "address": "192.168.1.1",
+                    "prefix": 24,
+                    "dhcp": {"ranges": [{"start": "192.168.1.1", "end": "192.168.1.9"}]},
+                }
+            ]
+        },
+        "ips.0.dhcp.ranges.0",
+    ),
+    (
+        {
+            "ips": [
+                {
+                    "address": "192.168.1.1",
+                    "prefix": 24,
+                    "dhcp": {"ranges": [{"start": "192.168.1.9", "end": "192.168.1.2"}]},
+                }
+            ]
+        },
+        "ips.0.dhcp.ranges.0",
+    ),
+    (
+        {
+            "ips": [
+                {
+                    "address": "192.168.1.1",
+                    "prefix": 24,
+                    "dhcp": {"hosts": [{"mac": "52:54:00:00:00:01", "ip": "10.0.0.1"}]},
+                }
+            ]
+        },
+        "ips.0.dhcp.hosts.0.ip",
+    ),
+    (
+        {"portgroups": [{"name": "a", "default": True}, {"name": "b", "default": True}]},
+        "portgroups.1.default",
+    ),
     ({"portgroups": [{"name": "a"}, {"name": "a"}]}, "portgroups.1.name"),
     ({"forward": {"mode": "bridge"}}, "bridge.name"),
 ]
@@ -126,13 +179,16 @@ def test_bad_field_is_422_with_its_path_and_stores_nothing(
 
 def test_malformed_bodies(client: TestClient) -> None:
     headers = {"content-type": "application/json"}
-    assert_problem(client.post("/v1/networks", content=b"{nope", headers=headers), 400,
-                   says="not valid JSON")
-    assert_problem(client.post("/v1/networks", content=b"[1, 2]", headers=headers), 422,
-                   says="JSON object")
+    assert_problem(
+        client.post("/v1/networks", content=b"{nope", headers=headers), 400, says="not valid JSON"
+    )
+    assert_problem(
+        client.post("/v1/networks", content=b"[1, 2]", headers=headers), 422, says="JSON object"
+    )
     big = b'{"name": "big", "description": "' + b"x" * (1024 * 1024) + b'"}'
-    assert_problem(client.post("/v1/networks", content=big, headers=headers), 413,
-                   says="larger than")
+    assert_problem(
+        client.post("/v1/networks", content=big, headers=headers), 413, says="larger than"
+    )
 
     def chunks():  # no Content-Length: the cap must hold while reading
         yield b'{"name": "big", "description": "'
@@ -145,8 +201,10 @@ def test_malformed_bodies(client: TestClient) -> None:
 
 
 def test_duplicates_and_overlaps_conflict_and_store_nothing(client: TestClient) -> None:
-    first = client.post("/v1/networks", json=net(
-        "a", bridge={"name": "br-a"}, ips=[{"address": "10.1.0.1", "prefix": 16}])).json()
+    first = client.post(
+        "/v1/networks",
+        json=net("a", bridge={"name": "br-a"}, ips=[{"address": "10.1.0.1", "prefix": 16}]),
+    ).json()
     cases = [
         (net("a"), "already exists"),
         (net("b", uuid=first["uuid"]), first["uuid"]),

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.schemas.common import compact
 from app.schemas.network import NetworkDefinition
 from app.schemas.requests import AutostartRequest
 from app.schemas.views import NetworkView, Page, network_view
@@ -35,12 +36,15 @@ def wants_xml(request: Request) -> bool:
     return "xml" in accept and "json" not in accept
 
 
+def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
+    view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    return compact(NetworkView.model_validate(view).model_dump(mode="json"))
+
+
 def _view(
     ctx: Ctx, network: Any, *, inactive: bool = False, request: Request | None = None
 ) -> Response:
-    body = NetworkView.model_validate(
-        network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
-    ).model_dump(mode="json", exclude_none=True)
+    body = _body(ctx, network, inactive=inactive)
     headers = {"ETag": f'"{network.revision}"'}
     if request is not None and wants_xml(request):
         return Response(network_to_xml(body), media_type="application/xml", headers=headers)
@@ -92,12 +96,7 @@ def list_networks(
     rows, total = networks.listing(
         ctx, state=state, autostart=autostart, persistent=persistent, limit=limit, offset=offset
     )
-    items = [
-        NetworkView.model_validate(network_view(n, realisation.realisations(ctx, n.id))).model_dump(
-            mode="json", exclude_none=True
-        )
-        for n in rows
-    ]
+    items = [_body(ctx, n) for n in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
