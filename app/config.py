@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     host_name: str = Field(default_factory=socket.gethostname)
     listen: str = "127.0.0.1:8080"
     bootstrap_token: str | None = None
+    #: the network namespace this machine's host worker works in (`virtnet serve`)
+    netns: str | None = None
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     missed_heartbeats: int = Field(default=3, ge=1, le=1000)
     broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)

@@ -55,14 +55,34 @@ def create_token(settings: Settings, *, role: str, name: str) -> str:
     return secret
 
 
+def _first_admin_token(settings: Settings) -> None:
+    """With no token configured and none stored, make one and leave it where root can read it."""
+    from sqlalchemy import func, select
+
+    from app.db import get_sessionmaker
+    from app.models import Token
+
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        if session.scalar(select(func.count()).select_from(Token)):
+            return
+    secret = create_token(settings, role="admin", name="first-admin")
+    path = settings.state_dir / "admin-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    print(f"virtnet: created an admin token in {path}", file=sys.stderr)
+
+
 def serve(settings: Settings, listen: str | None) -> int:
     """Everything one machine needs: the API here, both workers as child processes."""
     upgrade_database(settings)
+    _first_admin_token(settings)
     me = [sys.executable, "-m", "app.cli.main"]
-    children = [
-        subprocess.Popen([*me, "control-worker"]),
-        subprocess.Popen([*me, "worker", "--host", settings.host_name]),
-    ]
+    worker = [*me, "worker", "--host", settings.host_name]
+    if settings.netns:
+        worker += ["--netns", settings.netns]
+    children = [subprocess.Popen([*me, "control-worker"]), subprocess.Popen(worker)]
     try:
         run_api(settings, listen)
     finally:
