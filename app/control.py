@@ -10,7 +10,7 @@ from celery import Celery
 from app.celery_app import CONTROL_QUEUE, HEARTBEAT, REPORT_REALISATION, make_celery, task_sender
 from app.config import Settings
 from app.db import get_sessionmaker
-from app.services import hosts, realisation
+from app.services import hosts, networks, realisation
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
 
@@ -58,6 +58,10 @@ def run_control_worker(settings: Settings) -> int:
     upgrade_database(settings)
     celery = make_celery(settings)
     register_control_tasks(celery, settings)
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        ctx = Ctx(db=session, outbox=Outbox(task_sender(celery)), settings=settings)
+        for name in networks.autostart_all(ctx):
+            log.warning("autostarted network %s", name)
     celery.worker_main(
         [
             "worker",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid as uuidlib
 from typing import Any
 
@@ -22,6 +23,7 @@ from app.validation.network import (
 )
 
 MAX_BRIDGE_INDEX = 4096
+log = logging.getLogger("virtnet.networks")
 
 
 def get(ctx: Ctx, name: str) -> Network:
@@ -250,3 +252,19 @@ def undefine(ctx: Ctx, *, name: str) -> Network | None:
     network.revision += 1
     _commit(ctx)
     return network
+
+
+def autostart_all(ctx: Ctx) -> list[str]:
+    """Start every inactive autostart network, as libvirtd does when it starts."""
+    started = []
+    query = select(Network).where(Network.autostart.is_(True), Network.state == "inactive")
+    for network in ctx.db.scalars(query.order_by(Network.name)).all():
+        try:
+            _start(ctx, network)
+        except Conflict as exc:
+            ctx.db.rollback()
+            log.warning("autostart of network %s skipped: %s", network.name, exc.detail)
+            continue
+        _commit(ctx)
+        started.append(network.name)
+    return started

@@ -38,7 +38,8 @@ def wants_xml(request: Request) -> bool:
 
 def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
     view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
-    return compact(NetworkView.model_validate(view).model_dump(mode="json"))
+    body = NetworkView.model_validate(view).model_dump(mode="json")
+    return {**compact(body), "status": body["status"]}
 
 
 def _view(

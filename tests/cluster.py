@@ -1,0 +1,123 @@
+"""Real worker processes for integration tests: a control worker and host workers in namespaces."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.services import tokens
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """The API (in-process, real app), plus worker processes started with `virtnet` commands."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        with get_sessionmaker(settings.effective_database_url)() as session:
+            _, secret = tokens.create(Ctx(session, Outbox(None), settings), role="admin")
+        self.api = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTNET_")}
+        s = self.settings
+        env.update(
+            VIRTNET_DATABASE_URL=s.effective_database_url,
+            VIRTNET_BROKER_URL=s.effective_broker_url,
+            VIRTNET_STATE_DIR=str(s.state_dir),
+            VIRTNET_HEARTBEAT_SECONDS=str(s.heartbeat_seconds),
+            VIRTNET_MISSED_HEARTBEATS=str(s.missed_heartbeats),
+        )
+        return env
+
+    def _spawn(self, key: str, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        self.procs[key] = subprocess.Popen(
+            [sys.executable, "-m", "app.cli.main", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_control(self) -> None:
+        self._spawn("control", ["control-worker"], self.env())
+
+    def start_host(self, host: str, netns: str) -> None:
+        env = self.env()
+        del env["VIRTNET_DATABASE_URL"]  # host workers hold no database credentials
+        self._spawn(host, ["worker", "--host", host, "--netns", netns], env)
+
+    def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(key)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def close(self) -> None:
+        for key in list(self.procs):
+            self.kill(key, signal.SIGTERM)
+        self.api.close()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.log_dir.glob("*.log")
+        )
+
+    # -- API helpers
+
+    def host_state(self, host: str) -> str | None:
+        r = self.api.get(f"/v1/hosts/{host}")
+        return r.json()["state"] if r.status_code == 200 else None
+
+    def wait_hosts_up(self, *hosts: str, timeout: float = 30) -> None:
+        for host in hosts:
+            wait_for(
+                lambda h=host: self.host_state(h) == "up",
+                timeout=timeout,
+                what=f"host {host} up\n{self.logs()}",
+            )
+
+    def network(self, name: str) -> dict[str, Any]:
+        return self.api.get(f"/v1/networks/{name}").json()
+
+    def wait_network(self, name: str, state: str = "active", timeout: float = 20) -> dict[str, Any]:
+        return wait_for(
+            lambda: (n := self.network(name))["status"]["state"] == state and n,
+            timeout=timeout,
+            what=f"network {name} {state}\n{self.logs()}",
+        )
