@@ -1,0 +1,120 @@
+"""Reading kernel state back independently of HostNet: iproute2 JSON, sysfs, raw taps."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import struct
+import subprocess
+import time
+from typing import Any
+
+from tests import netns
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+
+
+def links(ns: str) -> dict[str, dict[str, Any]]:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-json", "-details", "link", "show"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return {link["ifname"]: link for link in json.loads(out)}
+
+
+def link(ns: str, name: str) -> dict[str, Any] | None:
+    return links(ns).get(name)
+
+
+def fdb(ns: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        ["bridge", "-n", ns, "-json", "fdb", "show"], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out or "[]")
+
+
+def static_entries(ns: str, mac: str | None = None) -> list[dict[str, Any]]:
+    """Static master FDB entries (what `bridge fdb` prints as `... master br static`)."""
+    return [
+        e for e in fdb(ns)
+        if e.get("state") == "static" and "master" in e and (mac is None or e["mac"] == mac)
+    ]
+
+
+def sysfs(ns: str, path: str) -> str:
+    return netns.run(ns, "cat", f"/sys/class/net/{path}").stdout.strip()
+
+
+def ip(ns: str, *argv: str) -> None:
+    subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True, text=True)
+
+
+def info_data(link_json: dict[str, Any]) -> dict[str, Any]:
+    return link_json.get("linkinfo", {}).get("info_data", {})
+
+
+def slave_data(link_json: dict[str, Any]) -> dict[str, Any]:
+    return link_json.get("linkinfo", {}).get("info_slave_data", {})
+
+
+# ---------------------------------------------------------------- frames through taps
+
+
+def open_tap(ns: str, name: str) -> int:
+    """Attach to the persistent tap ``name`` in ``ns`` like QEMU does (IFF_TAP|IFF_NO_PI)."""
+
+    def attach() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return netns.in_namespace(ns, attach)
+
+
+def frame(dst: str, src: str, token: bytes) -> bytes:
+    """An Ethernet frame with the local experimental ethertype 0x88b5 carrying ``token``."""
+    payload = token.ljust(46, b"\0")
+    return bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + (
+        b"\x88\xb5" + payload
+    )
+
+
+def received(fds: dict[str, int], token: bytes, wait: float = 0.3) -> set[str]:
+    """Names of the taps whose fd delivered a frame carrying ``token`` within ``wait`` s.
+
+    Other traffic (IPv6 neighbour discovery, MLD from the bridge) is read and ignored.
+    """
+    got: set[str] = set()
+    deadline = time.monotonic() + wait
+    by_fd = {fd: name for name, fd in fds.items()}
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return got
+        ready, _, _ = select.select(list(by_fd), [], [], left)
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if data[12:14] == b"\x88\xb5" and data[14:].startswith(token):
+                got.add(by_fd[fd])
+
+
+def wait_forwarding(ns: str, bridge: str, taps: list[str], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {t: sysfs(ns, f"{bridge}/brif/{t}/state") for t in taps}
+        if all(s == "3" for s in states.values()):  # BR_STATE_FORWARDING
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"bridge ports not forwarding: {states}")
+        time.sleep(0.05)
