@@ -18,6 +18,8 @@ REPORT_REALISATION = "virtnet.control.report_realisation"
 REALISE_NETWORK = "virtnet.host.realise_network"
 REMOVE_NETWORK = "virtnet.host.remove_network"
 RECONCILE_HOST = "virtnet.host.reconcile"
+APPLY_PORTS = "virtnet.host.apply_ports"
+REPORT_PORTS = "virtnet.control.report_ports"
 
 
 def host_queue(host: str) -> str:

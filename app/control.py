@@ -7,10 +7,17 @@ from typing import Any
 
 from celery import Celery
 
-from app.celery_app import CONTROL_QUEUE, HEARTBEAT, REPORT_REALISATION, make_celery, task_sender
+from app.celery_app import (
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    REPORT_PORTS,
+    REPORT_REALISATION,
+    make_celery,
+    task_sender,
+)
 from app.config import Settings
 from app.db import get_sessionmaker
-from app.services import hosts, networks, realisation
+from app.services import hosts, networks, port_lifecycle, realisation
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
 
@@ -50,6 +57,11 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 state=state,
                 error=error,
             )
+
+    @celery.task(name=REPORT_PORTS, ignore_result=True)
+    def report_ports(host: str, results: list[dict[str, Any]]) -> None:
+        with sessions() as session:
+            port_lifecycle.record(ctx_for(session), host=host, results=results)
 
 
 def run_control_worker(settings: Settings) -> int:

@@ -88,3 +88,72 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Domain(Base):
+    """A VM or container whose network devices virtnet prepares on one host."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    host: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16), default="shut_off")
+    error: Mapped[str | None] = mapped_column(Text)
+    definition: Mapped[dict[str, Any]]
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Port(Base):
+    """One connection to a network (libvirt's virNetworkPort) and the tap that realises it."""
+
+    __tablename__ = "ports"
+    __table_args__ = (
+        UniqueConstraint("network_id", "mac"),
+        UniqueConstraint("host", "tap"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: null for a domain interface of type 'bridge' (a host bridge, no virtnet network)
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    domain_id: Mapped[int | None] = mapped_column(ForeignKey("domains.id", ondelete="SET NULL"))
+    host: Mapped[str] = mapped_column(String(63))
+    owner_name: Mapped[str] = mapped_column(String(64))
+    owner_uuid: Mapped[str] = mapped_column(String(36))
+    mac: Mapped[str] = mapped_column(String(17))
+    tap: Mapped[str] = mapped_column(String(15))
+    bridge: Mapped[str] = mapped_column(String(15))
+    mac_table_manager: Mapped[str] = mapped_column(String(8), default="kernel")
+    portgroup: Mapped[str | None] = mapped_column(String(64))
+    #: the rest of the allocation: vlan, bandwidth, mtu, tap options, model
+    spec: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="allocated")
+    error: Mapped[str | None] = mapped_column(Text)
+    #: false while the guest is paused: the static FDB entry is taken out
+    fdb: Mapped[bool] = mapped_column(default=True)
+    #: bumped whenever the desired state changes, so late reports of older runs are ignored
+    generation: Mapped[int] = mapped_column(default=1)
+    #: the operation waiting for this port's next report
+    operation_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Operation(Base):
+    """An action that touches a host: what the API returns with 202 and ?wait waits for."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    #: ports still to report before the operation is done
+    pending: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]

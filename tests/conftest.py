@@ -33,5 +33,11 @@ def redis_url() -> str:
 @pytest.fixture
 def settings(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
     services.empty_tables(pg_url)
-    yield Settings(database_url=pg_url, broker_url=redis_url, state_dir=tmp_path,
-                   heartbeat_seconds=0.5, missed_heartbeats=4)
+    services.empty_redis(redis_url)
+    yield Settings(
+        database_url=pg_url,
+        broker_url=redis_url,
+        state_dir=tmp_path,
+        heartbeat_seconds=0.5,
+        missed_heartbeats=4,
+    )

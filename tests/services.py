@@ -12,7 +12,7 @@ from app.db import get_engine
 
 ADMIN_PG = os.environ.get("VIRTNET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIRTNET_TEST_REDIS", "redis://127.0.0.1:6379")
-TABLES = ("realisations", "networks", "hosts", "tokens")
+TABLES = ("operations", "ports", "domains", "realisations", "networks", "hosts", "tokens")
 
 
 def create_pg_database() -> tuple[str, str]:
@@ -33,6 +33,15 @@ def drop_pg_database(url: str, name: str) -> None:
 def redis_test_url() -> str:
     # A random logical database keeps this run's queues apart from anything else on the server.
     return f"{REDIS_URL}/{secrets.randbelow(15) + 1}"
+
+
+def empty_redis(url: str) -> None:
+    """Queues left by an earlier test must not reach this test's workers."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
 
 
 def empty_tables(url: str, tables: tuple[str, ...] = TABLES) -> None:

@@ -9,14 +9,16 @@ from typing import Any
 from celery import Celery
 
 from app.celery_app import (
+    APPLY_PORTS,
     CONTROL_QUEUE,
     HEARTBEAT,
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_PORTS,
     REPORT_REALISATION,
 )
-from workers.kernel import BridgeSpec, HostNet, KernelError
+from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 
 log = logging.getLogger("virtnet.worker")
 
@@ -92,16 +94,46 @@ class HostAgent:
         with self._lock:
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
 
-    def reconcile(self, networks: list[dict[str, Any]]) -> None:
+    def apply_ports(self, ports: list[dict[str, Any]]) -> None:
+        """Plug the ports wanted present, unplug the others; report every one."""
+        plug = [p for p in ports if p["present"]]
+        unplug = [p for p in ports if not p["present"]]
+        results = []
+        with self._lock:
+            if unplug:
+                outcomes = self.net.unplug_many([_port_spec(p) for p in unplug])
+                results += [
+                    _result(p, outcome, "absent")
+                    for p, outcome in zip(unplug, outcomes, strict=True)
+                ]
+            if plug:
+                outcomes = self.net.plug_many([_port_spec(p) for p in plug])
+                results += [
+                    _result(p, outcome, "plugged")
+                    for p, outcome in zip(plug, outcomes, strict=True)
+                ]
+        self.send(REPORT_PORTS, host=self.host, results=results)
+
+    def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
         """Make the host match the full desired state: add what is missing, drop what is ours
         and no longer wanted; devices virtnet did not create are never touched."""
-        wanted = {n["bridge"] for n in networks if n["mode"] != "bridge"}
+        wanted_taps = {p["tap"] for p in ports if p["present"]}
+        wanted_bridges = {n["bridge"] for n in networks if n["mode"] != "bridge"}
         with self._lock:
-            for device in self.net.owned_devices():
-                if device.kind == "bridge" and device.name not in wanted:
+            owned = self.net.owned_devices()
+            leftovers = [
+                PortRef(d.name, d.owner)
+                for d in owned
+                if d.kind == "tap" and d.name not in wanted_taps
+            ]
+            self.net.unplug_many(leftovers)
+            for device in owned:
+                if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
         for network in networks:
             self.realise(network)
+        if ports:
+            self.apply_ports(ports)
 
 
 def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
@@ -116,6 +148,35 @@ def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
     )
 
 
+def _port_spec(port: dict[str, Any]) -> PortSpec:
+    return PortSpec(
+        tap=port["tap"],
+        bridge=port["bridge"],
+        guest_mac=port["guest_mac"],
+        owner=port["port_id"],
+        mtu=port.get("mtu"),
+        mac_table_manager=port.get("mac_table_manager", "kernel"),
+        owner_uid=port.get("owner_uid"),
+        owner_gid=port.get("owner_gid"),
+        vnet_hdr=port.get("vnet_hdr", True),
+        multi_queue=port.get("multi_queue", False),
+        fdb=port.get("fdb", True),
+    )
+
+
+def _result(port: dict[str, Any], outcome: object, done: str) -> dict[str, Any]:
+    error = str(outcome) if isinstance(outcome, Exception) else None
+    return {
+        "port_id": port["port_id"],
+        "generation": port["generation"],
+        "tap": port["tap"],
+        "bridge": port["bridge"],
+        "guest_mac": port["guest_mac"],
+        "state": "failed" if error else done,
+        "error": error,
+    }
+
+
 def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
     @celery.task(name=REALISE_NETWORK, ignore_result=True)
     def realise_network(network: dict[str, Any]) -> None:
@@ -126,5 +187,11 @@ def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
         agent.remove(network)
 
     @celery.task(name=RECONCILE_HOST, ignore_result=True)
-    def reconcile(networks: list[dict[str, Any]]) -> None:
-        agent.reconcile(networks)
+    def reconcile(
+        networks: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None
+    ) -> None:
+        agent.reconcile(networks, ports or [])
+
+    @celery.task(name=APPLY_PORTS, ignore_result=True)
+    def apply_ports(ports: list[dict[str, Any]]) -> None:
+        agent.apply_ports(ports)

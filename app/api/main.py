@@ -8,10 +8,11 @@ from fastapi import FastAPI
 
 from app.api import errors
 from app.api.body import BodyLimit
-from app.api.routes import networks, system
+from app.api.routes import domains, networks, ports, system
 from app.celery_app import make_celery, task_sender
 from app.config import Settings, get_settings
 from app.schemas.network import NetworkDefinition
+from app.schemas.port import DomainDefinition, InterfaceDef, PortRequest
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(system.router)
     app.include_router(networks.router)
+    app.include_router(ports.router)
+    app.include_router(domains.router)
     _document_raw_bodies(app)
     return app
 
@@ -42,7 +45,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (NetworkDefinition,):
+            for model in (NetworkDefinition, PortRequest, DomainDefinition, InterfaceDef):
                 extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(extra.pop("$defs", {}))
                 components[model.__name__] = extra

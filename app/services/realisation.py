@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 
 from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
 from app.models import Host, Network, Realisation
+from app.services import port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -49,6 +50,11 @@ def plan_start(ctx: Ctx, network: Network) -> None:
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
+    from app.services import port_lifecycle
+
+    attached = port_queries.network_ports(ctx, network.id)
+    if attached:  # only with ?force: the taps go before their bridge
+        port_lifecycle.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
@@ -57,8 +63,6 @@ def plan_stop(ctx: Ctx, network: Network) -> None:
 
 
 def ports_in_use(ctx: Ctx, network: Network) -> list[str]:
-    from app.services import port_queries
-
     return port_queries.port_labels(ctx, network.id)
 
 
@@ -104,4 +108,8 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
             if network.state == "active":
                 network.state = "starting"
         specs.append(host_spec(network))
-    ctx.outbox.add(RECONCILE_HOST, {"networks": specs}, host_queue(host))
+    port_specs = [
+        ports.host_port(p, present=p.state != "unplugging")
+        for p in port_queries.host_ports(ctx, host)
+    ]
+    ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
@@ -52,7 +53,7 @@ def _view(
     return JSONResponse(body, headers=headers)
 
 
-def _revision(if_match: str | None, read_only: dict[str, Any]) -> int | None:
+def revision_precondition(if_match: str | None, read_only: dict[str, Any]) -> int | None:
     if if_match is None:
         status = read_only.get("status")
         revision = status.get("revision") if isinstance(status, dict) else None
@@ -77,7 +78,7 @@ async def define_network(
     start: Annotated[bool, Query(description="create a transient, started network")] = False,
 ) -> JSONResponse:
     definition, _read_only = await _definition(request)
-    network = await _run(networks.define, ctx, definition=definition, start=start)
+    network = await run_blocking(networks.define, ctx, definition=definition, start=start)
     response = _view(ctx, network, request=request)
     response.status_code = 201
     response.headers["Location"] = f"/v1/networks/{network.name}"
@@ -123,12 +124,12 @@ async def update_network(
     if_match: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     definition, read_only = await _definition(request)
-    network = await _run(
+    network = await run_blocking(
         networks.update,
         ctx,
         name=name,
         definition=definition,
-        if_match=_revision(if_match, read_only),
+        if_match=revision_precondition(if_match, read_only),
     )
     return _view(ctx, network, inactive=True, request=request)
 
@@ -160,8 +161,6 @@ def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -
     return _view(ctx, networks.set_autostart(ctx, name=name, enabled=body.enabled))
 
 
-async def _run(func: Any, ctx: Ctx, **kwargs: Any) -> Any:
+async def run_blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a blocking service call off the event loop (async routes read the raw body)."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(func, ctx, **kwargs)
+    return await run_in_threadpool(func, *args, **kwargs)

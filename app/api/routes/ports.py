@@ -1,0 +1,76 @@
+"""/v1/networks/{name}/ports and /v1/operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from app.api.body import parse_json
+from app.api.deps import CtxDep, Operator, Reader
+from app.api.routes.actions import Wait, action_response, settle
+from app.api.routes.networks import run_blocking
+from app.models import Port
+from app.schemas.port import PortRequest
+from app.schemas.port_views import operation_view, port_view
+from app.services import operations, port_lifecycle, ports
+from app.services.context import Ctx
+
+router = APIRouter(prefix="/v1", tags=["ports"])
+PORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PortRequest"}}},
+    }
+}
+
+
+def _port_json(ctx: Ctx, port: Port, network_name: str) -> dict[str, Any]:
+    network = ports.network_for_ports(ctx, network_name) if port.network_id else None
+    return jsonable_encoder(port_view(port, network))
+
+
+@router.post("/networks/{name}/ports", status_code=202, openapi_extra=PORT_BODY)
+async def create_port(
+    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    body, _extra = parse_json(await request.body(), PortRequest)
+    port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
+    op = await run_blocking(settle, ctx, op, wait)
+    if op.state in operations.FINISHED:
+        ctx.db.rollback()
+        port = ctx.db.get(Port, port.id) or port
+    status = 201 if op.state in operations.FINISHED else 202
+    return JSONResponse(
+        _port_json(ctx, port, name),
+        status_code=status,
+        headers={"Location": f"/v1/networks/{name}/ports/{port.id}"},
+    )
+
+
+@router.get("/networks/{name}/ports")
+def list_ports(name: str, ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
+    network = ports.network_for_ports(ctx, name)
+    return [jsonable_encoder(port_view(p, network)) for p in ports.listing(ctx, network)]
+
+
+@router.get("/networks/{name}/ports/{port_id}")
+def get_port(name: str, port_id: str, ctx: CtxDep, _: Reader) -> dict[str, Any]:
+    network = ports.network_for_ports(ctx, name)
+    return jsonable_encoder(port_view(ports.get(ctx, network, port_id), network))
+
+
+@router.delete("/networks/{name}/ports/{port_id}", status_code=202)
+def delete_port(
+    name: str, port_id: str, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    op = port_lifecycle.remove(ctx, network_name=name, port_id=port_id)
+    return action_response(ctx, op, wait)
+
+
+@router.get("/operations/{op_id}", tags=["operations"])
+def get_operation(op_id: str, ctx: CtxDep, _: Reader, wait: Wait = None) -> dict[str, Any]:
+    op = operations.wait(ctx, op_id, wait) if wait else operations.get(ctx, op_id)
+    return jsonable_encoder(operation_view(op))
