@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +25,11 @@ def ns() -> Iterator[str]:
 def host(ns: str) -> Iterator[HostNet]:
     with HostNet(ns) as hostnet:
         yield hostnet
+
+
+@pytest.fixture(autouse=True)
+def stays_in_own_namespace() -> Iterator[None]:
+    """Entering a test namespace happens in helper threads only, never in the test's own."""
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    yield
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before

@@ -21,7 +21,9 @@ IFF_NO_PI = 0x1000
 def links(ns: str) -> dict[str, dict[str, Any]]:
     out = subprocess.run(
         ["ip", "-n", ns, "-json", "-details", "link", "show"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return {link["ifname"]: link for link in json.loads(out)}
 
@@ -34,13 +36,15 @@ def fdb(ns: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         ["bridge", "-n", ns, "-json", "fdb", "show"], check=True, capture_output=True, text=True
     ).stdout
-    return json.loads(out or "[]")
+    entries: list[dict[str, Any]] = json.loads(out or "[]")
+    return entries
 
 
 def static_entries(ns: str, mac: str | None = None) -> list[dict[str, Any]]:
     """Static master FDB entries (what `bridge fdb` prints as `... master br static`)."""
     return [
-        e for e in fdb(ns)
+        e
+        for e in fdb(ns)
         if e.get("state") == "static" and "master" in e and (mac is None or e["mac"] == mac)
     ]
 
@@ -54,11 +58,13 @@ def ip(ns: str, *argv: str) -> None:
 
 
 def info_data(link_json: dict[str, Any]) -> dict[str, Any]:
-    return link_json.get("linkinfo", {}).get("info_data", {})
+    data: dict[str, Any] = link_json.get("linkinfo", {}).get("info_data", {})
+    return data
 
 
 def slave_data(link_json: dict[str, Any]) -> dict[str, Any]:
-    return link_json.get("linkinfo", {}).get("info_slave_data", {})
+    data: dict[str, Any] = link_json.get("linkinfo", {}).get("info_slave_data", {})
+    return data
 
 
 # ---------------------------------------------------------------- frames through taps
@@ -82,8 +88,10 @@ def open_tap(ns: str, name: str) -> int:
 def frame(dst: str, src: str, token: bytes) -> bytes:
     """An Ethernet frame with the local experimental ethertype 0x88b5 carrying ``token``."""
     payload = token.ljust(46, b"\0")
-    return bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + (
-        b"\x88\xb5" + payload
+    return (
+        bytes.fromhex(dst.replace(":", ""))
+        + bytes.fromhex(src.replace(":", ""))
+        + (b"\x88\xb5" + payload)
     )
 
 

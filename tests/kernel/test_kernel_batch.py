@@ -24,8 +24,7 @@ def mac(i: int) -> str:
 
 def specs(n: int, manager: str = "libvirt", bridge: str = "virbr1") -> list[PortSpec]:
     return [
-        PortSpec(f"vn{i}", bridge, mac(i), f"dom-{i}", mac_table_manager=manager)
-        for i in range(n)
+        PortSpec(f"vn{i}", bridge, mac(i), f"dom-{i}", mac_table_manager=manager) for i in range(n)
     ]
 
 
@@ -72,8 +71,10 @@ def test_batch_reports_each_port(host: HostNet, ns: str) -> None:
     assert names == {"vn0", "vn2", "vn3"}
     assert "ifalias" not in (rb.link(ns, "vn2") or {})
 
-    refs = [PortRef("vn0", "dom-0", "virbr1", mac(0)), PortRef("vn2", "dom-2"), batch[3]]
-    refs.append(PortRef("vn1", "dom-1"))
+    refs: list[PortRef | PortSpec] = [
+        PortRef("vn0", "dom-0", "virbr1", mac(0)), PortRef("vn2", "dom-2"), batch[3],
+        PortRef("vn1", "dom-1"),
+    ]
     results2 = host.unplug_many(refs)
     assert results2[0] is True and results2[2] is True and results2[3] is False
     assert isinstance(results2[1], DeviceConflict)

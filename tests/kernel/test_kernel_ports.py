@@ -97,7 +97,10 @@ def test_tap_flags_and_owner(host: HostNet, ns: str, bridge: str) -> None:
     assert rb.sysfs(ns, "vnet3/owner") == "-1"
     data = rb.info_data(rb.link(ns, "vnet2") or {})
     assert (data["pi"], data["vnet_hdr"], data["multi_queue"], data["persist"]) == (
-        False, True, True, True,
+        False,
+        True,
+        True,
+        True,
     )
     # a changed spec corrects the flags of our idle tap
     host.plug(libvirt_port("vnet3", vnet_hdr=True, owner_uid=77))
@@ -140,6 +143,8 @@ def test_bad_spec_is_refused(host: HostNet, bridge: str) -> None:
         host.plug(PortSpec("vnet0", "virbr1", GUEST, "dom-1", mac_table_manager="bogus"))
     with pytest.raises(KernelError, match="MAC"):
         host.plug(PortSpec("vnet0", "virbr1", "52:54:00", "dom-1"))
+    with pytest.raises(KernelError, match="not a valid interface name"):
+        host.plug(PortSpec("vnet%d", "virbr1", GUEST, "dom-1"))
 
 
 def test_set_fdb_off_and_on(host: HostNet, ns: str, bridge: str) -> None:
@@ -163,7 +168,9 @@ def test_unplug_removes_fdb_entry_then_tap(host: HostNet, ns: str, bridge: str) 
     host.plug(libvirt_port())
     monitor = subprocess.Popen(
         ["bridge", "-n", ns, "monitor", "fdb", "link"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         time.sleep(0.3)  # let the monitor subscribe
@@ -177,7 +184,8 @@ def test_unplug_removes_fdb_entry_then_tap(host: HostNet, ns: str, bridge: str) 
     # events about vnet0 still UP are the kernel's deferred link-state work after the plug.
     fdb_gone = events.index(f"Deleted {GUEST} dev vnet0 master virbr1 static")
     tap_down = next(
-        i for i, e in enumerate(events)
+        i
+        for i, e in enumerate(events)
         if " vnet0: <" in e and (e.startswith("Deleted") or "UP" not in _flags(e))
     )
     assert fdb_gone < tap_down, events

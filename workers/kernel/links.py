@@ -11,7 +11,8 @@ from . import nl
 from .errors import DeviceConflict, KernelError, from_errno
 from .specs import ALIAS_PREFIX, owner_alias
 
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
+# '%' too: TUNSETIFF would take "vnet%d" as a template and pick a name itself
+_IFNAME = re.compile(r"^[^/\s:%]{1,15}$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _SKIP_STATS = nl.nla_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
 TUN_TYPE_TAP = 2
@@ -21,7 +22,7 @@ def check_ifname(name: str, what: str) -> None:
     if not _IFNAME.match(name) or name in (".", ".."):
         raise KernelError(
             f"{what}: {name!r} is not a valid interface name "
-            "(1-15 characters, no '/', ':' or whitespace)",
+            "(1-15 characters, no '/', ':', '%' or whitespace)",
             errno.EINVAL,
         )
 
@@ -71,11 +72,7 @@ def get_link_by_index(sock: nl.NetlinkSocket, index: int) -> nl.Link | None:
 
 
 def dump_links(sock: nl.NetlinkSocket) -> list[nl.Link]:
-    try:
-        bodies = sock.dump(nl.RTM_GETLINK, nl.ifinfomsg() + _SKIP_STATS)
-    except OSError as exc:
-        raise from_errno(exc.errno or errno.EIO, "listing interfaces") from exc
-    return [nl.parse_link(body) for body in bodies]
+    return [nl.parse_link(body) for body in sock.dump(nl.RTM_GETLINK, nl.ifinfomsg() + _SKIP_STATS)]
 
 
 def device_kind(link: nl.Link) -> str:

@@ -8,11 +8,15 @@ Many requests go to the kernel in one ``send`` and their acks are collected afte
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import socket
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+from .errors import KernelError, from_errno
 
 # netlink
 NETLINK_ROUTE = 0
@@ -93,6 +97,8 @@ _ERR = struct.Struct("=i")
 # a bounded batch keeps them from overflowing it (an overflow loses acks: ENOBUFS).
 _BATCH_MESSAGES = 256
 _RCVBUF = 4 << 20
+# no rtnetlink request virtnet makes takes long; a lost answer must not hang a worker
+_TIMEOUT_S = 60.0
 
 
 # ---------------------------------------------------------------- encoding
@@ -272,6 +278,8 @@ class NetlinkSocket:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
             sock.bind((0, 0))
+            sock.settimeout(_TIMEOUT_S)
+            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         except BaseException:
             sock.close()
             raise
@@ -279,6 +287,9 @@ class NetlinkSocket:
         self._seq = 0
         self._buf = bytearray(1 << 18)
         self._lock = threading.Lock()
+        # a link reply takes up to ~4 KiB of receive buffer; without the privilege to force a
+        # large buffer, smaller batches keep the answers from overflowing it
+        self._batch_size = max(16, min(_BATCH_MESSAGES, rcvbuf // 8192))
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -289,17 +300,18 @@ class NetlinkSocket:
     def transact(self, requests: Sequence[Request]) -> list[Reply]:
         """Send requests (acked, pipelined in batches) and return one Reply for each."""
         replies: list[Reply] = []
-        with self._lock:
-            for start in range(0, len(requests), _BATCH_MESSAGES):
-                replies.extend(self._batch(requests[start : start + _BATCH_MESSAGES]))
+        size = self._batch_size
+        with self._lock, _as_kernel_error("netlink request"):
+            for start in range(0, len(requests), size):
+                replies.extend(self._batch(requests[start : start + size]))
         return replies
 
     def request(self, type_: int, body: bytes, flags: int = 0) -> Reply:
         return self.transact([Request(type_, body, flags)])[0]
 
     def dump(self, type_: int, body: bytes) -> list[bytes]:
-        """A dump request; returns the message bodies (raises OSError on a kernel error)."""
-        with self._lock:
+        """A dump request; returns the message bodies."""
+        with self._lock, _as_kernel_error("netlink dump"):
             seq = self._next_seq()
             self._send(_header(type_, NLM_F_REQUEST | NLM_F_DUMP, seq, body) + body)
             out: list[bytes] = []
@@ -310,9 +322,9 @@ class NetlinkSocket:
                     if mtype == NLMSG_DONE:
                         return out
                     if mtype == NLMSG_ERROR:
-                        code = -_ERR.unpack_from(payload)[0]
+                        code, message = _parse_error(payload, _mflags)
                         if code:
-                            raise OSError(code, "netlink dump failed")
+                            raise from_errno(code, "netlink dump", message)
                         return out
                     out.append(payload)
 
@@ -324,28 +336,26 @@ class NetlinkSocket:
 
     def _batch(self, requests: Sequence[Request]) -> list[Reply]:
         by_seq: dict[int, Reply] = {}
-        order: list[Reply] = []
         chunks: list[bytes] = []
         for req in requests:
             seq = self._next_seq()
-            reply = Reply()
-            by_seq[seq] = reply
-            order.append(reply)
+            by_seq[seq] = Reply()
             flags = NLM_F_REQUEST | NLM_F_ACK | req.flags
             chunks.append(_header(req.type, flags, seq, req.body))
             chunks.append(req.body)
+        order = list(by_seq.values())
         self._send(b"".join(chunks))
         pending = len(by_seq)
         while pending:
             for mtype, mflags, mseq, payload in self._recv():
-                reply = by_seq.get(mseq)
-                if reply is None:
-                    continue
+                found = by_seq.get(mseq)
+                if found is None:
+                    continue  # a late answer to an interrupted earlier batch
                 if mtype == NLMSG_ERROR:
-                    reply.error, reply.message = _parse_error(payload, mflags)
+                    found.error, found.message = _parse_error(payload, mflags)
                     pending -= 1
                 else:
-                    reply.payloads.append(payload)
+                    found.payloads.append(payload)
         return order
 
     def _send(self, data: bytes) -> None:
@@ -361,6 +371,16 @@ class NetlinkSocket:
                 break
             yield mtype, flags, seq, data[offset + _NLMSGHDR.size : offset + length]
             offset += (length + 3) & ~3
+
+
+@contextlib.contextmanager
+def _as_kernel_error(what: str) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError as exc:
+        raise KernelError(f"{what}: no answer from the kernel in {_TIMEOUT_S:.0f} s") from exc
+    except OSError as exc:
+        raise from_errno(exc.errno or errno.EIO, what) from exc
 
 
 def _header(type_: int, flags: int, seq: int, body: bytes) -> bytes:
