@@ -32,11 +32,13 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         return url, {}
     # kombu's filesystem transport wants folders, not a URL path: one folder is the whole broker.
     folder = Path(urlsplit(url).path or settings.state_dir / "broker")
-    (folder / "processed").mkdir(parents=True, exist_ok=True)
+    for sub in ("processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
         "store_processed": False,
         "polling_interval": settings.broker_poll_seconds,
     }

@@ -88,9 +88,36 @@ class Cluster:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def serve_http(self) -> str:
+        """The same API over real HTTP (uvicorn in a thread), for concurrent clients."""
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server_thread.start()
+        wait_for(lambda: self._server.started, what="uvicorn started")
+        return f"http://127.0.0.1:{port}"
+
     def close(self) -> None:
         for key in list(self.procs):
             self.kill(key, signal.SIGTERM)
+        if getattr(self, "_server", None) is not None:
+            self._server.should_exit = True
+            self._server_thread.join(timeout=10)
+            self._server = None
         self.api.close()
 
     def logs(self) -> str:

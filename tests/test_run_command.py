@@ -28,11 +28,19 @@ def test_run_command_serves_the_embedded_default(tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTNET_")}
     with netns.namespace("run") as ns:
-        env.update(VIRTNET_STATE_DIR=str(tmp_path), VIRTNET_BOOTSTRAP_TOKEN="vn_readme-test",
-                   VIRTNET_HOST_NAME="readme-host", VIRTNET_NETNS=ns)
-        proc = subprocess.Popen([str(ROOT / "scripts" / "run"), "--listen", f"127.0.0.1:{port}"],
-                                env=env, start_new_session=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        env.update(
+            VIRTNET_STATE_DIR=str(tmp_path),
+            VIRTNET_BOOTSTRAP_TOKEN="vn_readme-test",
+            VIRTNET_HOST_NAME="readme-host",
+            VIRTNET_NETNS=ns,
+        )
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "run"), "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120

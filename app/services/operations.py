@@ -45,8 +45,8 @@ def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
     deadline = time.monotonic() + seconds
     delay = 0.002
     while True:
-        ctx.db.rollback()  # a fresh snapshot each round
-        op = get(ctx, op_id)
+        ctx.db.rollback()  # end the read transaction so the next read sees new commits
+        op = ctx.db.get(Operation, op_id, populate_existing=True) or get(ctx, op_id)
         if op.state in FINISHED or time.monotonic() >= deadline:
             return op
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))

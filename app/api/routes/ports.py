@@ -40,8 +40,7 @@ async def create_port(
     port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
     op = await run_blocking(settle, ctx, op, wait)
     if op.state in operations.FINISHED:
-        ctx.db.rollback()
-        port = ctx.db.get(Port, port.id) or port
+        port = ctx.db.get(Port, port.id, populate_existing=True) or port
     status = 201 if op.state in operations.FINISHED else 202
     return JSONResponse(
         _port_json(ctx, port, name),
