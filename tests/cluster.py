@@ -111,6 +111,9 @@ class Cluster:
         wait_for(lambda: self._server.started, what="uvicorn started")
         return f"http://127.0.0.1:{port}"
 
+    def signal(self, key: str, sig: int) -> None:
+        os.killpg(self.procs[key].pid, sig)
+
     def close(self) -> None:
         for key in list(self.procs):
             self.kill(key, signal.SIGTERM)

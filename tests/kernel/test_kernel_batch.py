@@ -72,7 +72,9 @@ def test_batch_reports_each_port(host: HostNet, ns: str) -> None:
     assert "ifalias" not in (rb.link(ns, "vn2") or {})
 
     refs: list[PortRef | PortSpec] = [
-        PortRef("vn0", "dom-0", "virbr1", mac(0)), PortRef("vn2", "dom-2"), batch[3],
+        PortRef("vn0", "dom-0", "virbr1", mac(0)),
+        PortRef("vn2", "dom-2"),
+        batch[3],
         PortRef("vn1", "dom-1"),
     ]
     results2 = host.unplug_many(refs)
