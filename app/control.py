@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
@@ -64,6 +65,17 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
             port_lifecycle.record(ctx_for(session), host=host, results=results)
 
 
+def _sweep_hosts(settings: Settings, stop: threading.Event) -> None:
+    """Announce hosts that stopped sending heartbeats, and drop old events."""
+    sessions = get_sessionmaker(settings.effective_database_url)
+    while not stop.wait(settings.heartbeat_seconds):
+        try:
+            with sessions() as session:
+                hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
+        except Exception:  # the database may be briefly away; try again next round
+            log.exception("host sweep failed")
+
+
 def run_control_worker(settings: Settings) -> int:
     from app.cli.server import upgrade_database
 
@@ -74,6 +86,8 @@ def run_control_worker(settings: Settings) -> int:
         ctx = Ctx(db=session, outbox=Outbox(task_sender(celery)), settings=settings)
         for name in networks.autostart_all(ctx):
             log.warning("autostarted network %s", name)
+    stop = threading.Event()
+    threading.Thread(target=_sweep_hosts, args=(settings, stop), name="sweep", daemon=True).start()
     celery.worker_main(
         [
             "worker",

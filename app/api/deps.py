@@ -35,12 +35,16 @@ def get_ctx(request: Request, settings: SettingsDep) -> Iterator[Ctx]:
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 
+def bearer_secret(request: Request) -> str | None:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
+
+
 def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = bearer_secret(request)
+    if secret is None:
         raise Unauthorized("send 'Authorization: Bearer <token>'; 'virtnet token create' makes one")
-    return secret.strip()
+    return secret
 
 
 def require(role: str) -> Callable[..., Token]:

@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app import web
 from app.api import errors
 from app.api.body import BodyLimit
-from app.api.routes import domains, networks, ports, system
+from app.api.routes import domains, events, networks, ports, system
 from app.celery_app import make_celery, task_sender
 from app.config import Settings, get_settings
 from app.schemas.network import NetworkDefinition
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(networks.router)
     app.include_router(ports.router)
     app.include_router(domains.router)
+    app.include_router(events.router)
+    web.mount(app)
     _document_raw_bodies(app)
     return app
 

@@ -5,7 +5,23 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.models import Domain, Operation, Port
+from app.services import events
 from app.services.context import Ctx
+
+_EVENTS = {"paused": "domain.suspended", "shut_off": "domain.stopped"}
+
+
+def set_state(ctx: Ctx, domain: Domain, state: str, error: str | None = None) -> None:
+    """Change a domain's state; settled states are announced as events."""
+    before, domain.state = domain.state, state
+    domain.error = error
+    if state == before:
+        return
+    kind = _EVENTS.get(state)
+    if state == "running":
+        kind = "domain.resumed" if before == "paused" else "domain.started"
+    if kind:
+        events.publish(ctx, kind, f"domain/{domain.name}", uuid=domain.uuid, error=error)
 
 
 def domain_ports(ctx: Ctx, domain: Domain) -> list[Port]:
@@ -21,15 +37,15 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
             # libvirt's rule: a domain that cannot get all its interfaces does not run
             live = [p for p in domain_ports(ctx, domain) if p.state != "unplugging"]
             port_lifecycle.unplug(ctx, live, kind="domain.rollback", target=op.target)
-            domain.state, domain.error = "shut_off", op.error
+            set_state(ctx, domain, "shut_off", op.error)
         else:
-            domain.state, domain.error = "running", None
+            set_state(ctx, domain, "running")
     elif op.kind == "domain.stop":
-        domain.state = "shut_off"
-    elif op.kind == "domain.suspend":
-        domain.state = "paused" if not op.error else domain.state
-    elif op.kind == "domain.resume":
-        domain.state = "running" if not op.error else domain.state
+        set_state(ctx, domain, "shut_off", op.error)
+    elif op.kind == "domain.suspend" and not op.error:
+        set_state(ctx, domain, "paused")
+    elif op.kind == "domain.resume" and not op.error:
+        set_state(ctx, domain, "running")
     elif op.kind == "domain.attach" and op.error:
         macs = {p.mac for p in op_ports}
         failed = [p for p in op_ports if p.state != "released"]
@@ -39,4 +55,5 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
             **domain.definition,
             "interfaces": [i for i in interfaces if i.get("mac") not in macs],
         }
-    domain.error = op.error if op.error else domain.error
+    if op.error:
+        domain.error = op.error

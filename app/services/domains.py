@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from app.models import Domain, Operation, Port
 from app.schemas.common import compact, random_mac
 from app.schemas.port import DomainDefinition, InterfaceDef, Owner, PortRequest
-from app.services import operations, port_lifecycle, ports
+from app.services import events, operations, port_lifecycle, ports
 from app.services.context import Ctx
-from app.services.domain_state import domain_ports
+from app.services.domain_state import domain_ports, set_state
 from app.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 
 
@@ -60,6 +60,7 @@ def define(ctx: Ctx, *, definition: DomainDefinition) -> Domain:
         raise Conflict(f"a domain with uuid {doc['uuid']} already exists")
     domain = Domain(name=doc["name"], uuid=doc["uuid"], host=doc["host"], definition=doc)
     ctx.db.add(domain)
+    events.publish(ctx, "domain.defined", f"domain/{domain.name}", uuid=domain.uuid)
     _commit(ctx)
     return domain
 
@@ -125,8 +126,7 @@ def start(ctx: Ctx, *, name: str) -> Operation:
     definition = DomainDefinition.model_validate(domain.definition)
     port_list = [_allocate(ctx, domain, i) for i in definition.interfaces]
     op = _act(ctx, domain, "domain.start", port_list, present=True)
-    domain.state = "starting" if port_list else "running"
-    domain.error = None
+    set_state(ctx, domain, "starting" if port_list else "running")
     port_lifecycle.commit(ctx, "a MAC address or tap name")
     return op
 
@@ -137,7 +137,7 @@ def stop(ctx: Ctx, *, name: str) -> Operation:
         raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one stops")
     live = domain_ports(ctx, domain)
     op = port_lifecycle.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
-    domain.state = "stopping" if live else "shut_off"
+    set_state(ctx, domain, "stopping" if live else "shut_off")
     port_lifecycle.commit(ctx, "the domain")
     return op
 
@@ -153,7 +153,7 @@ def _set_fdb(ctx: Ctx, name: str, *, paused: bool) -> Operation:
         port.generation += 1
     op = _act(ctx, domain, "domain.suspend" if paused else "domain.resume", managed, True)
     if not managed:
-        domain.state = "paused" if paused else "running"
+        set_state(ctx, domain, "paused" if paused else "running")
     port_lifecycle.commit(ctx, "the domain")
     return op
 
@@ -216,6 +216,7 @@ def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
         if live
         else None
     )
+    events.publish(ctx, "domain.undefined", f"domain/{name}", uuid=domain.uuid)
     ctx.db.delete(domain)
     port_lifecycle.commit(ctx, "the domain")
     return op

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.models import Host, utcnow
-from app.services import realisation
+from app.services import events, realisation
 from app.services.context import Ctx
 from app.services.errors import NotFound
 
@@ -35,6 +35,9 @@ def heartbeat(
         ctx.db.add(host)
     host.last_seen = utcnow()
     host.worker_id = worker_id
+    if comeback:
+        host.down_reported = False
+        events.publish(ctx, "host.up", f"host/{name}", worker_id=worker_id)
     host.kernel = str(capabilities.get("kernel_release", host.kernel))
     host.vlan_filtering = bool(capabilities.get("vlan_filtering", host.vlan_filtering))
     host.tun = bool(capabilities.get("tun", host.tun))
@@ -44,3 +47,18 @@ def heartbeat(
         realisation.plan_host_up(ctx, name)
     ctx.db.commit()
     ctx.outbox.flush()
+
+
+def sweep(ctx: Ctx) -> list[str]:
+    """Announce hosts that fell silent; each silence is announced once."""
+    gone = []
+    for host in ctx.db.scalars(select(Host).where(Host.down_reported.is_(False))).all():
+        if not ctx.host_is_up(host.last_seen):
+            host.down_reported = True
+            events.publish(
+                ctx, "host.down", f"host/{host.name}", last_seen=host.last_seen.isoformat()
+            )
+            gone.append(host.name)
+    events.prune(ctx)
+    ctx.db.commit()
+    return gone

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.models import Network
 from app.schemas.common import compact, random_mac
 from app.schemas.network import NetworkDefinition
-from app.services import realisation
+from app.services import events, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from app.validation.network import (
@@ -150,9 +150,11 @@ def define(ctx: Ctx, *, definition: NetworkDefinition, start: bool = False) -> N
         subnets=",".join(str(s) for s in subnets(d)),
     )
     ctx.db.add(network)
+    ctx.db.flush()
     if start:
-        ctx.db.flush()
         _start(ctx, network)
+    else:
+        events.publish(ctx, "network.defined", f"network/{network.name}", uuid=network.uuid)
     _commit(ctx)
     return network
 
@@ -177,6 +179,7 @@ def update(ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int 
     # libvirt: defining over a running transient network makes it persistent
     network.persistent = True
     network.revision += 1
+    events.publish(ctx, "network.defined", f"network/{name}", uuid=network.uuid)
     _commit(ctx)
     return network
 
@@ -204,6 +207,9 @@ def _start(ctx: Ctx, network: Network) -> None:
     network.generation += 1
     network.revision += 1
     realisation.plan_start(ctx, network)
+    events.publish(
+        ctx, "network.started", f"network/{network.name}", uuid=network.uuid, bridge=network.bridge
+    )
 
 
 def start(ctx: Ctx, *, name: str) -> Network:
@@ -230,6 +236,7 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     network.generation += 1
     network.revision += 1
     network.live = None
+    events.publish(ctx, "network.stopped", f"network/{name}", uuid=network.uuid)
     if not network.persistent:
         ctx.db.delete(network)
         _commit(ctx)
@@ -243,6 +250,7 @@ def undefine(ctx: Ctx, *, name: str) -> Network | None:
     network = get(ctx, name)
     if not network.persistent:
         raise Conflict(f"network {name!r} is transient; stop it to remove it")
+    events.publish(ctx, "network.undefined", f"network/{name}", uuid=network.uuid)
     if network.state == "inactive":
         ctx.db.delete(network)
         _commit(ctx)

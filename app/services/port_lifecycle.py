@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.models import Domain, Operation, Port
 from app.schemas.port import PortRequest
-from app.services import domain_state, operations, ports
+from app.services import domain_state, events, operations, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -93,15 +93,27 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
 
 
 def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
-    state = result["state"]
+    state, error = result["state"], result.get("error")
+    before = port.state
     if port.state == "unplugging":
         if state == "absent":
             port.state = "released"
-        else:
-            port.error = result.get("error")
-        return
-    port.state = state if state in ("plugged", "failed") else port.state
-    port.error = result.get("error")
+        port.error = error
+    else:
+        port.state = state if state in ("plugged", "failed") else port.state
+        port.error = error
+    kind = {"released": "port.unplugged", "plugged": "port.plugged", "failed": "port.failed"}
+    if port.state != before or error:
+        events.publish(
+            ctx,
+            kind.get(port.state, "port.failed"),
+            f"port/{port.id}",
+            host=port.host,
+            tap=port.tap,
+            mac=port.mac,
+            bridge=port.bridge,
+            error=error,
+        )
 
 
 def _finish(ctx: Ctx, op: Operation) -> None:
