@@ -3,18 +3,69 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+import uuid as uuidlib
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from app.schemas.common import IfName, Kbytes, MacAddress, Name, Strict
+from app.xml.metadata import canonical_text
+from app.xml.reader import any_base
 
 ForwardMode = Literal[
     "none", "nat", "route", "open", "bridge", "private", "vepa", "passthrough", "hostdev"
 ]
 #: Modes realised by creating (or, for ``bridge``, attaching to) a Linux bridge.
 BRIDGE_MODES = frozenset({"none", "nat", "route", "open", "bridge"})
+LeaseUnit = Literal["seconds", "minutes", "hours"]
+LEASE_UNIT_SECONDS: dict[str, int] = {"hours": 3600, "minutes": 60, "seconds": 1}
+
+# Models below also bring a definition to the one form libvirt prints and parses back
+# (an address as libvirt formats it, settings libvirt drops when empty or default
+# dropped here too), so JSON and XML are two lossless views of one document. These
+# canonicalising validators never refuse anything: refusals live in app.validation.
+
+
+def _canonical_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value
+
+
+def _canonical_uuid(value: str) -> str:
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        return value
+
+
+IpText = Annotated[str, AfterValidator(_canonical_ip)]
+UuidText = Annotated[str, AfterValidator(_canonical_uuid)]
+MetadataElement = Annotated[str, AfterValidator(canonical_text)]
+
+
+def _is_empty(model: Strict | None) -> bool:
+    return model is not None and not any(
+        value not in (None, []) for value in model.__dict__.values()
+    )
+
+
+def _pci_number(text: str) -> int | None:
+    try:
+        return any_base(text)
+    except ValueError:
+        return None
+
+
+def canonical_lease_unit(lease: int | None, unit: str | None) -> str | None:
+    """The unit libvirt prints a lease in: none for infinite, else the largest exact one."""
+    if lease == 0:
+        return None
+    if lease is None or unit is not None:
+        return unit
+    return next(u for u, seconds in LEASE_UNIT_SECONDS.items() if lease % seconds == 0)
 
 
 class BandwidthRate(Strict):
@@ -45,6 +96,14 @@ class Vlan(Strict):
             raise ValueError("at most one vlan tag can be native")
         if len(self.tags) > 1 and self.trunk is False:
             raise ValueError("several vlan tags need trunk mode")
+        if natives and self.trunk is False:
+            raise ValueError("a native vlan tag needs trunk mode")
+        return self
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> Vlan:
+        # libvirt discards trunk='no' on a single tag and implies trunk for several
+        self.trunk = True if len(self.tags) > 1 else (self.trunk or None)
         return self
 
 
@@ -52,14 +111,20 @@ class VirtualPortParameters(Strict):
     manager_id: int | None = None
     type_id: int | None = None
     type_id_version: int | None = None
-    instance_id: str | None = None
+    instance_id: UuidText | None = None
     profile_id: str | None = None
-    interface_id: str | None = None
+    interface_id: UuidText | None = None
 
 
 class VirtualPort(Strict):
     type: Literal["802.1Qbg", "802.1Qbh", "openvswitch", "midonet"] | None = None
     parameters: VirtualPortParameters | None = None
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> VirtualPort:
+        if _is_empty(self.parameters):
+            self.parameters = None
+        return self
 
 
 class Bridge(Strict):
@@ -72,8 +137,8 @@ class Bridge(Strict):
 
 class Nat(Strict):
     ipv6: bool | None = None
-    address_start: str | None = None
-    address_end: str | None = None
+    address_start: IpText | None = None
+    address_end: IpText | None = None
     port_start: int | None = Field(default=None, ge=0, le=65535)
     port_end: int | None = Field(default=None, ge=0, le=65535)
 
@@ -88,6 +153,17 @@ class PciAddress(Strict):
     bus: str
     slot: str
     function: str
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> PciAddress:
+        for field, width in (("domain", 4), ("bus", 2), ("slot", 2), ("function", 1)):
+            number = _pci_number(getattr(self, field))
+            if number is not None:
+                setattr(self, field, f"0x{number:0{width}x}")
+        return self
+
+    def numbers(self) -> tuple[int | None, ...]:
+        return tuple(_pci_number(v) for v in (self.domain, self.bus, self.slot, self.function))
 
 
 class Forward(Strict):
@@ -106,24 +182,55 @@ class Forward(Strict):
             raise ValueError("nat settings only apply to forward mode 'nat'")
         return self
 
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> Forward:
+        # libvirt keeps one list of devices: dev is only another name for the first one
+        if self.interfaces and self.dev is None:
+            self.dev = self.interfaces[0].dev
+        elif self.dev is not None and not (self.interfaces or self.pfs or self.addresses):
+            self.interfaces = [ForwardInterface(dev=self.dev)]
+        if self.mode == "hostdev" and self.managed is None:
+            self.managed = False
+        if _is_empty(self.nat):
+            self.nat = None
+        return self
+
+
+LEASE_UNIT_DOC = (
+    "the unit libvirt's XML states the lease in (lease itself stays in seconds); "
+    "by default the largest unit that divides it"
+)
+
 
 class DhcpRange(Strict):
-    start: str
-    end: str
+    start: IpText
+    end: IpText
     lease: int | None = Field(default=None, ge=0, description="lease time in seconds")
+    lease_unit: LeaseUnit | None = Field(default=None, description=LEASE_UNIT_DOC)
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> DhcpRange:
+        self.lease_unit = canonical_lease_unit(self.lease, self.lease_unit)
+        return self
 
 
 class DhcpHost(Strict):
     mac: MacAddress | None = None
     id: str | None = None
     name: str | None = None
-    ip: str | None = None
+    ip: IpText | None = None
     lease: int | None = Field(default=None, ge=0)
+    lease_unit: LeaseUnit | None = Field(default=None, description=LEASE_UNIT_DOC)
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> DhcpHost:
+        self.lease_unit = canonical_lease_unit(self.lease, self.lease_unit)
+        return self
 
 
 class Bootp(Strict):
     file: str
-    server: str | None = None
+    server: IpText | None = None
 
 
 class Dhcp(Strict):
@@ -133,13 +240,19 @@ class Dhcp(Strict):
 
 
 class IpConfig(Strict):
-    address: str
+    address: IpText
     prefix: int | None = Field(default=None, ge=0, le=128)
-    netmask: str | None = None
+    netmask: IpText | None = None
     family: Literal["ipv4", "ipv6"] | None = None
     local_ptr: bool | None = None
     tftp_root: str | None = None
     dhcp: Dhcp | None = None
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> IpConfig:
+        if _is_empty(self.dhcp):
+            self.dhcp = None
+        return self
 
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
         """The address with its prefix; only valid after validation."""
@@ -152,15 +265,15 @@ class IpConfig(Strict):
 
 class Route(Strict):
     family: Literal["ipv4", "ipv6"] | None = None
-    address: str
+    address: IpText
     prefix: int | None = Field(default=None, ge=0, le=128)
-    netmask: str | None = None
-    gateway: str
+    netmask: IpText | None = None
+    gateway: IpText
     metric: int | None = Field(default=None, ge=1)
 
 
 class DnsForwarder(Strict):
-    addr: str | None = None
+    addr: IpText | None = None
     domain: str | None = None
 
 
@@ -170,7 +283,7 @@ class DnsTxt(Strict):
 
 
 class DnsHost(Strict):
-    ip: str
+    ip: IpText
     hostnames: list[str] = Field(min_length=1)
 
 
@@ -182,6 +295,13 @@ class DnsSrv(Strict):
     port: int | None = Field(default=None, ge=0, le=65535)
     priority: int | None = Field(default=None, ge=0, le=65535)
     weight: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> DnsSrv:
+        # libvirt prints neither a zero priority nor a zero weight: both mean "unset"
+        self.priority = self.priority or None
+        self.weight = self.weight or None
+        return self
 
 
 class Dns(Strict):
@@ -206,6 +326,18 @@ class PortGroup(Strict):
     bandwidth: Bandwidth | None = None
     virtualport: VirtualPort | None = None
     trust_guest_rx_filters: bool | None = None
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> PortGroup:
+        _drop_empty(self)
+        return self
+
+
+def _drop_empty(model: PortGroup | NetworkDefinition) -> None:
+    if _is_empty(model.bandwidth):
+        model.bandwidth = None
+    if _is_empty(model.virtualport):
+        model.virtualport = None
 
 
 class NetworkDefinition(Strict):
@@ -232,3 +364,23 @@ class NetworkDefinition(Strict):
     virtualport: VirtualPort | None = None
     port_isolated: bool | None = None
     autostart: bool = False
+    metadata_xml: list[MetadataElement] | None = Field(
+        default=None,
+        min_length=1,
+        description="the foreign elements of libvirt's <metadata>, verbatim: "
+        "one element in its own XML namespace each",
+    )
+    dnsmasq_options: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="<dnsmasq:options>: extra dnsmasq options, passed on unchecked",
+    )
+
+    @model_validator(mode="after")
+    def _libvirt_form(self) -> NetworkDefinition:
+        # ipv6='no' is libvirt's default and is never printed
+        self.ipv6 = self.ipv6 or None
+        if _is_empty(self.dns):
+            self.dns = None
+        _drop_empty(self)
+        return self

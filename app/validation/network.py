@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.schemas.network import BRIDGE_MODES, IpConfig, NetworkDefinition
+from app.xml.rules import libvirt_rule_breaks
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,7 +119,11 @@ def structure_problems(definition: NetworkDefinition) -> list[Problem]:
 
 def definition_problems(definition: NetworkDefinition) -> list[Problem]:
     """Everything wrong with one definition on its own; empty when it is valid."""
-    return structure_problems(definition) + ip_problems(definition)
+    return (
+        structure_problems(definition)
+        + ip_problems(definition)
+        + [Problem(loc, msg) for loc, msg in libvirt_rule_breaks(definition)]
+    )
 
 
 def overlap_problems(
@@ -146,6 +151,7 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
         (bool(d.ips), "IP addresses, DHCP and NAT/routing rules on the bridge (ips)"),
         (bool(d.routes), "static routes (routes)"),
         (d.dns is not None, "DNS (dns)"),
+        (d.dnsmasq_options is not None, "extra dnsmasq options (dnsmasq_options)"),
         (d.domain is not None, "DNS domain (domain)"),
         (d.bandwidth is not None, "bandwidth limits (bandwidth)"),
         (d.vlan is not None, "VLAN tagging (vlan)"),

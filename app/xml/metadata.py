@@ -18,6 +18,7 @@ from app.xml.safe import Refused, parse
 #: ``autostart`` and the free-form ``metadata`` object.
 VIRTNET_NS = "urn:virtnet:network:1.0"
 VIRTNET_PREFIX = "virtnet"
+VIRTNET_TAG = f"{{{VIRTNET_NS}}}network"
 
 
 def _blank(text: str | None) -> bool:
