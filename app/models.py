@@ -171,3 +171,18 @@ class Event(Base):
     subject: Mapped[str] = mapped_column(String(128))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class HostLatency(Base):
+    """A cumulative histogram of per-port plug or unplug time, as measured on one host."""
+
+    __tablename__ = "host_latency"
+    __table_args__ = (UniqueConstraint("host", "action"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(16))
+    #: counts per bucket of app.services.latency.BUCKETS (not cumulative), then +Inf
+    buckets: Mapped[dict[str, Any]]
+    total_seconds: Mapped[float] = mapped_column(default=0.0)
+    count: Mapped[int] = mapped_column(default=0)

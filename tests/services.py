@@ -12,7 +12,17 @@ from app.db import get_engine
 
 ADMIN_PG = os.environ.get("VIRTNET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIRTNET_TEST_REDIS", "redis://127.0.0.1:6379")
-TABLES = ("events", "operations", "ports", "domains", "realisations", "networks", "hosts", "tokens")
+TABLES = (
+    "host_latency",
+    "events",
+    "operations",
+    "ports",
+    "domains",
+    "realisations",
+    "networks",
+    "hosts",
+    "tokens",
+)
 
 
 def create_pg_database() -> tuple[str, str]:

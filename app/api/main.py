@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import web
-from app.api import errors
+from app.api import errors, metrics
 from app.api.body import BodyLimit
 from app.api.routes import domains, events, networks, ports, system
 from app.celery_app import make_celery, task_sender
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     app.state.task_sender = task_sender(app.state.celery)
+    metrics.install(app, settings)
     app.add_middleware(BodyLimit)
     errors.install(app)
     app.include_router(system.router)

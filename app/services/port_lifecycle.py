@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.models import Domain, Operation, Port
 from app.schemas.port import PortRequest
-from app.services import domain_state, events, operations, ports
+from app.services import domain_state, events, latency, operations, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -59,6 +59,9 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     """A host applied ports; advance each port and the operations waiting for them."""
     stale: list[Port] = []
     touched: dict[str, Operation] = {}
+    for action, done in (("plug", "plugged"), ("unplug", "absent")):
+        samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
+        latency.observe(ctx, host=host, action=action, samples=samples)
     for result in results:
         port = ctx.db.get(Port, result["port_id"])
         if port is None or port.host != host:
