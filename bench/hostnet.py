@@ -21,10 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from workers.kernel import BridgeSpec, HostNet, PortRef, PortSpec
 
-SETTLE_S = 2.0  # the kernel's deferred link-state work (linkwatch) after bringing taps up
+# After taps come up without a reader (no carrier) the kernel's linkwatch deactivates their
+# queues later, 100 devices per second, one expedited RCU grace period each, holding RTNL
+# for ~30-40 ms a second. Phases wait for that to end so they do not slow each other down.
+QUIET_MS = 2.0
+QUIET_FOR_S = 1.5
+SETTLE_MAX_S = 30.0
 
 
 @dataclass
@@ -34,8 +40,11 @@ class Row:
     samples: list[float] = field(default_factory=list)  # seconds, one per operation
     batch_total: float | None = None  # one batch of n operations
     n: int = 0
+    span: bool = False  # batch_total is a stretch of wall-clock time, not work per port
 
     def cells(self) -> list[str]:
+        if self.span:
+            return [self.operation, self.method, str(self.n), "", "", self._total()]
         if self.batch_total is not None:
             per = self.batch_total / self.n * 1e3
             return [self.operation, self.method, str(self.n), f"{per:.3f}*", "", self._total()]
@@ -82,8 +91,23 @@ def specs(bridge: str, n: int) -> list[PortSpec]:
     ]
 
 
-def settle() -> None:
-    time.sleep(SETTLE_S)
+def settle(net: HostNet) -> float:
+    """Wait until RTNL is free again; returns how long the kernel kept it busy."""
+    start = last_stall = time.perf_counter()
+    while True:
+        took = timed(net.port_state, "lo")
+        now = time.perf_counter()
+        if took * 1e3 > QUIET_MS:
+            last_stall = now
+        elif now - last_stall > QUIET_FOR_S or now - start > SETTLE_MAX_S:
+            return max(0.0, last_stall - start)
+        time.sleep(0.005)
+
+
+def deferred(method: str, net: HostNet, n: int) -> Row:
+    row = Row("kernel busy after plug (linkwatch)", method, n=n, span=True)
+    row.batch_total = settle(net)
+    return row
 
 
 # ------------------------------------------------------------------ bridges
@@ -115,18 +139,18 @@ def new_bridge(net: HostNet, name: str) -> None:
     net.ensure_bridge(BridgeSpec(name, "bench", mtu=1500, stp=False))
 
 
-def bench_hostnet_single(net: HostNet, ports: list[PortSpec]) -> list[Row]:
+def bench_hostnet_single(net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
     plug = Row("port plug (whole sequence)", "HostNet.plug")
     unplug = Row("port unplug (fdb del + tap del)", "HostNet.unplug")
     for spec in ports:
         plug.samples.append(timed(net.plug, spec))
-    settle()
+    busy = deferred("HostNet.plug", net, len(ports))
     for s in ports:
         unplug.samples.append(timed(net.unplug, s.tap, s.owner, s.bridge, s.guest_mac))
-    return [plug, unplug]
+    return [plug, busy, unplug]
 
 
-def bench_hostnet_batch(net: HostNet, ports: list[PortSpec]) -> list[Row]:
+def bench_hostnet_batch(net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
     n = len(ports)
     plug = Row("port plug (whole sequence)", "HostNet.plug_many", n=n)
     replug = Row("port plug again (no-op)", "HostNet.plug_many", n=n)
@@ -136,15 +160,15 @@ def bench_hostnet_batch(net: HostNet, ports: list[PortSpec]) -> list[Row]:
     plug.batch_total = time.perf_counter() - start
     if any(errors):
         raise SystemExit(f"plug_many failed: {[e for e in errors if e][:3]}")
-    settle()
+    busy = deferred("HostNet.plug_many", net, n)
     replug.batch_total = timed(net.plug_many, ports)
-    settle()
+    settle(net)
     refs = [PortRef(s.tap, s.owner, s.bridge, s.guest_mac) for s in ports]
     unplug.batch_total = timed(net.unplug_many, refs)
-    return [plug, replug, unplug]
+    return [plug, busy, replug, unplug]
 
 
-def bench_ip_commands(ns: str, bridge: str, ports: list[PortSpec]) -> list[Row]:
+def bench_ip_commands(ns: str, net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
     steps = {
         "tap create": Row("  tap create", "ip tuntap"),
         "enslave": Row("  mac/mtu/alias + enslave + up", "ip link set"),
@@ -173,7 +197,7 @@ def bench_ip_commands(ns: str, bridge: str, ports: list[PortSpec]) -> list[Row]:
             steps[key].samples.append(took)
             total += took
         plug.samples.append(total)
-    settle()
+    busy = deferred("ip/bridge per command", net, len(ports))
     for s in ports:
         a = timed(run, "bridge", "-n", ns, "fdb", "del", s.guest_mac, "dev", s.tap, "master")
         b = timed(run, *ip, "link", "del", s.tap)
@@ -181,10 +205,12 @@ def bench_ip_commands(ns: str, bridge: str, ports: list[PortSpec]) -> list[Row]:
         steps["tap del"].samples.append(b)
         unplug.samples.append(a + b)
     keys = ("tap create", "enslave", "flags", "fdb")
-    return [plug, *(steps[k] for k in keys), unplug, steps["fdb del"], steps["tap del"]]
+    return [
+        plug, *(steps[k] for k in keys), busy, unplug, steps["fdb del"], steps["tap del"]
+    ]
 
 
-def bench_ip_batch(ns: str, bridge: str, ports: list[PortSpec]) -> list[Row]:
+def bench_ip_batch(ns: str, net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
     n = len(ports)
     plug = Row("port plug (whole sequence)", "ip -batch + bridge -batch", n=n)
     unplug = Row("port unplug (fdb del + tap del)", "bridge -batch + ip link del group", n=n)
@@ -208,9 +234,9 @@ def bench_ip_batch(ns: str, bridge: str, ports: list[PortSpec]) -> list[Row]:
             run(tool, "-n", ns, "-batch", f.name)
 
     plug.batch_total = timed(batch, "ip", links) + timed(batch, "bridge", fdb_add)
-    settle()
+    busy = deferred("ip -batch + bridge -batch", net, n)
     unplug.batch_total = timed(batch, "bridge", fdb_del) + timed(batch, "ip", group)
-    return [plug, unplug]
+    return [plug, busy, unplug]
 
 
 # ------------------------------------------------------------------ main
@@ -226,6 +252,7 @@ def print_table(rows: list[Row]) -> None:
         if i == 0:
             print("-+-".join("-" * w for w in widths))
     print("* one batch: median = total / n (time per port, amortised)")
+    print("linkwatch rows: how long after the last plug RTNL kept stalling (>2 ms) requests")
 
 
 def main() -> int:
@@ -243,19 +270,19 @@ def main() -> int:
     rows: list[Row] = []
     with namespace() as ns, HostNet(ns) as net:
         print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, namespace {ns}, "
-              f"{args.ports} ports per method", file=sys.stderr)
+              f"{args.ports} ports per method", flush=True)
         rows += bench_bridges(ns, net, args.bridges)
-        new_bridge(net, "brs")
-        rows += bench_hostnet_single(net, specs("brs", args.ports))
-        settle()
-        new_bridge(net, "brm")
-        rows += bench_hostnet_batch(net, specs("brm", args.ports))
-        settle()
-        new_bridge(net, "bri")
-        rows += bench_ip_commands(ns, "bri", specs("bri", args.ports))
-        settle()
-        new_bridge(net, "brb")
-        rows += bench_ip_batch(ns, "brb", specs("brb", args.ports))
+        for name, bench in (
+            ("brs", bench_hostnet_single),
+            ("brm", bench_hostnet_batch),
+            ("bri", partial(bench_ip_commands, ns)),
+            ("brb", partial(bench_ip_batch, ns)),
+        ):
+            new_bridge(net, name)
+            settle(net)
+            rows += bench(net, name, specs(name, args.ports))
+            net.remove_bridge(name, "bench")
+            settle(net)
     print_table(rows)
     return 0
 
