@@ -15,13 +15,17 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class BodyLimit:
-    """Refuses bodies over MAX_BODY with 413, whether or not Content-Length announces them."""
+    """Refuses bodies over MAX_BODY with 413, whether or not Content-Length announces them.
+
+    The body is read here, before the app sees it (bodies are small), so the refusal is an
+    ordinary response rather than an exception escaping from inside the app's body read.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -29,17 +33,29 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await self._refuse(scope, receive, send)
             return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise InvalidBody(413, f"the body is larger than {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # client went away: let the app see it
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(413, "Body too large", f"the body is larger than {self.limit} bytes")

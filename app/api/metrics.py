@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.celery_app import CONTROL_QUEUE, broker_options, host_queue
 from app.config import Settings
@@ -117,6 +118,32 @@ def queue_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
     return {}
 
 
+class RequestMetrics:
+    """Counts requests by route template and status (pure ASGI: streams stay streams)."""
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, seconds: Histogram) -> None:
+        self.app, self.requests, self.seconds = app, requests, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "(unmatched)")
+            self.requests.labels(scope["method"], path, str(status)).inc()
+            self.seconds.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     registry = CollectorRegistry()
     requests = Counter(
@@ -134,15 +161,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     )
     registry.register(StateCollector(settings))
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "(unmatched)")
-        requests.labels(request.method, path, str(response.status_code)).inc()
-        seconds.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetrics, requests=requests, seconds=seconds)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
