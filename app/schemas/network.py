@@ -59,7 +59,7 @@ def _pci_number(text: str) -> int | None:
         return None
 
 
-def canonical_lease_unit(lease: int | None, unit: str | None) -> str | None:
+def _canonical_lease_unit(lease: int | None, unit: str | None) -> str | None:
     """The unit libvirt prints a lease in: none for infinite, else the largest exact one."""
     if lease == 0:
         return None
@@ -210,7 +210,7 @@ class DhcpRange(Strict):
 
     @model_validator(mode="after")
     def _libvirt_form(self) -> DhcpRange:
-        self.lease_unit = canonical_lease_unit(self.lease, self.lease_unit)
+        self.lease_unit = _canonical_lease_unit(self.lease, self.lease_unit)
         return self
 
 
@@ -224,7 +224,7 @@ class DhcpHost(Strict):
 
     @model_validator(mode="after")
     def _libvirt_form(self) -> DhcpHost:
-        self.lease_unit = canonical_lease_unit(self.lease, self.lease_unit)
+        self.lease_unit = _canonical_lease_unit(self.lease, self.lease_unit)
         return self
 
 

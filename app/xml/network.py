@@ -43,7 +43,9 @@ def network_from_xml(raw: bytes) -> NetworkDefinition:
     try:
         definition = NetworkDefinition.model_validate(document)
     except ValidationError as exc:
-        errors = [_error(found, e["loc"], e["msg"]) for e in exc.errors()]
+        errors = [
+            _error(found, e["loc"], e["msg"].removeprefix("Value error, ")) for e in exc.errors()
+        ]
         raise _refuse(errors) from None
     problems = definition_problems(definition)
     if problems:

@@ -28,17 +28,6 @@ from app.xml.reader import (
 )
 
 DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
-FORWARD_MODES = (
-    "none",
-    "nat",
-    "route",
-    "open",
-    "bridge",
-    "private",
-    "vepa",
-    "passthrough",
-    "hostdev",
-)
 Doc = dict[str, Any]
 
 
@@ -107,7 +96,7 @@ def _ip(node: Node) -> Doc:
         "address": ("address", str),
         "netmask": ("netmask", str),
         "prefix": ("prefix", uint),
-        "family": ("family", one_of("ipv4", "ipv6")),
+        "family": ("family", str),
         "localPtr": ("local_ptr", yes_no),
     }
     ip = _attrs(node, {}, spec, required=("address",))
@@ -141,25 +130,24 @@ def _forward(root: Node, doc: Doc) -> None:
         return
     spec = {"dev": ("dev", str), "managed": ("managed", yes_no)}
     forward = _attrs(node, {"mode": "nat"}, spec)  # <forward/> without mode is NAT
-    _put(forward, "mode", node.attr("mode", one_of(*FORWARD_MODES), loc=("forward", "mode")))
+    _put(forward, "mode", node.attr("mode", loc=("forward", "mode")))
     driver = node.child("driver")
     if driver is not None:
-        name = one_of("kvm", "vfio", "xen")
-        _put(forward, "driver", driver.attr("name", name, loc=("forward", "driver"), required=True))
+        _put(forward, "driver", driver.attr("name", loc=("forward", "driver"), required=True))
         driver.finish()
     _put(forward, "nat", _nat(node))
     for key, tag in (("interfaces", "interface"), ("pfs", "pf")):
         forward[key] = []
         for item in node.children(tag, ("forward", key)):
             forward[key].append(_attrs(item, {}, {"dev": ("dev", str)}, required=("dev",)))
-            item.attr("connections", uint)  # live state only: read and ignored
+            if tag == "interface":
+                item.attr("connections", uint)  # live state only: read and ignored
             item.finish()
     forward["addresses"] = []
     for item in node.children("address", ("forward", "addresses")):
-        spec = {name: (name, str) for name in ("domain", "bus", "slot", "function")}
+        spec = {name: (name, str) for name in ("type", "domain", "bus", "slot", "function")}
         address = {"domain": "0", "bus": "0", "slot": "0", "function": "0"}  # libvirt's zeros
-        forward["addresses"].append(_attrs(item, address, spec))
-        item.attr("type", one_of("pci"), required=True)
+        forward["addresses"].append(_attrs(item, address, spec, required=("type",)))
         item.attr("connections", uint)
         item.finish()
     node.finish()
@@ -175,7 +163,7 @@ def _bridge(root: Node, doc: Doc) -> None:
         "zone": ("zone", str),
         "stp": ("stp", on_off),
         "delay": ("delay", uint),
-        "macTableManager": ("mac_table_manager", one_of("kernel", "libvirt")),
+        "macTableManager": ("mac_table_manager", str),
     }
     doc["bridge"] = _attrs(node, {}, spec)
     node.finish()
@@ -263,7 +251,7 @@ def _vlan(parent: Node, doc: Doc) -> None:
     vlan = _attrs(node, {}, {"trunk": ("trunk", yes_no)})
     vlan["tags"] = []
     for tag in node.children("tag", (*node.loc, "tags")):
-        spec = {"id": ("id", uint), "nativeMode": ("native_mode", one_of("tagged", "untagged"))}
+        spec = {"id": ("id", uint), "nativeMode": ("native_mode", str)}
         vlan["tags"].append(_attrs(tag, {}, spec, required=("id",)))
         tag.finish()
     node.finish()
@@ -274,9 +262,8 @@ def _virtualport(parent: Node, doc: Doc) -> None:
     node = parent.child("virtualport", (*parent.loc, "virtualport"))
     if node is None:
         return
-    types = ("none", "802.1Qbg", "802.1Qbh", "openvswitch", "midonet")
-    vport = _attrs(node, {}, {"type": ("type", one_of(*types))})
-    if vport.get("type") == "none":
+    vport = _attrs(node, {}, {"type": ("type", str)})
+    if vport.get("type") == "none":  # libvirt's name for no type
         del vport["type"]
     params = node.child("parameters", (*node.loc, "parameters"))
     if params is not None:
@@ -296,7 +283,7 @@ def _virtualport(parent: Node, doc: Doc) -> None:
 
 def _route(node: Node) -> Doc:
     spec = {
-        "family": ("family", one_of("ipv4", "ipv6")),
+        "family": ("family", str),
         "address": ("address", str),
         "netmask": ("netmask", str),
         "prefix": ("prefix", uint),
@@ -381,6 +368,8 @@ def read_network(element: etree._Element) -> tuple[Doc, Findings]:
     root.attr("connections", uint)  # live state only: read and ignored
     for tag in ("name", "uuid", "title", "description"):
         _put(doc, tag, _text(root, tag, (tag,)))
+    if "uuid" in doc:
+        doc["uuid"] = doc["uuid"].strip()  # as libvirt's virUUIDParse allows
     if "name" not in doc:
         root.fail("a network needs a <name>")
     _metadata(root, doc)
