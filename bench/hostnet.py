@@ -51,8 +51,12 @@ class Row:
         ms = sorted(s * 1e3 for s in self.samples)
         p90 = statistics.quantiles(ms, n=10)[-1] if len(ms) > 1 else ms[0]
         return [
-            self.operation, self.method, str(len(ms)),
-            f"{statistics.median(ms):.3f}", f"{p90:.3f}", self._total(),
+            self.operation,
+            self.method,
+            str(len(ms)),
+            f"{statistics.median(ms):.3f}",
+            f"{p90:.3f}",
+            self._total(),
         ]
 
     def _total(self) -> str:
@@ -123,8 +127,23 @@ def bench_bridges(ns: str, net: HostNet, n: int) -> list[Row]:
         delete.samples.append(timed(net.remove_bridge, f"bb{i}", "bench"))
     for i in range(n):
         ip_create.samples.append(
-            timed(run, "ip", "-n", ns, "link", "add", f"ib{i}", "mtu", "1500", "type", "bridge",
-                  "stp_state", "0", "forward_delay", "0")
+            timed(
+                run,
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                f"ib{i}",
+                "mtu",
+                "1500",
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+            )
             + timed(run, "ip", "-n", ns, "link", "set", f"ib{i}", "up", "alias", "virtnet:bench")
         )
     for i in range(n):
@@ -184,12 +203,56 @@ def bench_ip_commands(ns: str, net: HostNet, bridge: str, ports: list[PortSpec])
         host_mac = "fe" + s.guest_mac[2:]
         parts = [
             ("tap create", (*ip, "tuntap", "add", "dev", s.tap, "mode", "tap", "vnet_hdr")),
-            ("enslave", (*ip, "link", "set", "dev", s.tap, "address", host_mac, "mtu", "1500",
-                         "master", bridge, "up", "alias", f"virtnet:{s.owner}")),
-            ("flags", ("bridge", "-n", ns, "link", "set", "dev", s.tap, "learning", "off",
-                       "flood", "off")),
-            ("fdb", ("bridge", "-n", ns, "fdb", "replace", s.guest_mac, "dev", s.tap, "master",
-                     "static")),
+            (
+                "enslave",
+                (
+                    *ip,
+                    "link",
+                    "set",
+                    "dev",
+                    s.tap,
+                    "address",
+                    host_mac,
+                    "mtu",
+                    "1500",
+                    "master",
+                    bridge,
+                    "up",
+                    "alias",
+                    f"virtnet:{s.owner}",
+                ),
+            ),
+            (
+                "flags",
+                (
+                    "bridge",
+                    "-n",
+                    ns,
+                    "link",
+                    "set",
+                    "dev",
+                    s.tap,
+                    "learning",
+                    "off",
+                    "flood",
+                    "off",
+                ),
+            ),
+            (
+                "fdb",
+                (
+                    "bridge",
+                    "-n",
+                    ns,
+                    "fdb",
+                    "replace",
+                    s.guest_mac,
+                    "dev",
+                    s.tap,
+                    "master",
+                    "static",
+                ),
+            ),
         ]
         total = 0.0
         for key, argv in parts:
@@ -205,9 +268,7 @@ def bench_ip_commands(ns: str, net: HostNet, bridge: str, ports: list[PortSpec])
         steps["tap del"].samples.append(b)
         unplug.samples.append(a + b)
     keys = ("tap create", "enslave", "flags", "fdb")
-    return [
-        plug, *(steps[k] for k in keys), busy, unplug, steps["fdb del"], steps["tap del"]
-    ]
+    return [plug, *(steps[k] for k in keys), busy, unplug, steps["fdb del"], steps["tap del"]]
 
 
 def bench_ip_batch(ns: str, net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
@@ -247,8 +308,12 @@ def print_table(rows: list[Row]) -> None:
     table = [head] + [r.cells() for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(head))]
     for i, line in enumerate(table):
-        print(" | ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in
-                         enumerate(zip(line, widths, strict=True))))
+        print(
+            " | ".join(
+                c.ljust(w) if j < 2 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if i == 0:
             print("-+-".join("-" * w for w in widths))
     print("* one batch: median = total / n (time per port, amortised)")
@@ -269,8 +334,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows: list[Row] = []
     with namespace() as ns, HostNet(ns) as net:
-        print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, namespace {ns}, "
-              f"{args.ports} ports per method", flush=True)
+        print(
+            f"kernel {os.uname().release}, {os.cpu_count()} CPUs, namespace {ns}, "
+            f"{args.ports} ports per method",
+            flush=True,
+        )
         rows += bench_bridges(ns, net, args.bridges)
         for name, bench in (
             ("brs", bench_hostnet_single),

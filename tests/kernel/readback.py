@@ -95,16 +95,21 @@ def frame(dst: str, src: str, token: bytes) -> bytes:
     )
 
 
-def received(fds: dict[str, int], token: bytes, wait: float = 0.3) -> set[str]:
-    """Names of the taps whose fd delivered a frame carrying ``token`` within ``wait`` s.
+def received(
+    fds: dict[str, int], token: bytes, expect: set[str], wait: float = 0.3, patience: float = 3.0
+) -> set[str]:
+    """Names of the taps whose fd delivered a frame carrying ``token``.
 
-    Other traffic (IPv6 neighbour discovery, MLD from the bridge) is read and ignored.
+    Listens ``wait`` s; while ``expect`` (a hint, not checked) has not all arrived, up to
+    ``patience`` s, so a loaded machine does not turn a late frame into a failure. Other
+    traffic (IPv6 neighbour discovery, MLD from the bridge) is read and ignored.
     """
     got: set[str] = set()
-    deadline = time.monotonic() + wait
+    start = time.monotonic()
     by_fd = {fd: name for name, fd in fds.items()}
     while True:
-        left = deadline - time.monotonic()
+        elapsed = time.monotonic() - start
+        left = (wait if expect <= got else patience) - elapsed
         if left <= 0:
             return got
         ready, _, _ = select.select(list(by_fd), [], [], left)
@@ -126,3 +131,51 @@ def wait_forwarding(ns: str, bridge: str, taps: list[str], timeout: float = 5.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"bridge ports not forwarding: {states}")
         time.sleep(0.05)
+
+
+class Monitor:
+    """`bridge monitor fdb link` in ``ns``, with marker events to know what it has seen.
+
+    ``mark()`` creates a throwaway bridge in the namespace and waits until the monitor
+    reports it: everything that happened before is then in ``events``.
+    """
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.events: list[str] = []
+        self._marks = 0
+        self._pending = ""
+        self._proc = subprocess.Popen(
+            ["bridge", "-n", ns, "monitor", "fdb", "link"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def mark(self, timeout: float = 10.0) -> list[str]:
+        """Wait for a fresh marker; return the events seen before it (markers left out)."""
+        assert self._proc.stdout is not None
+        name = f"vntmark{self._marks}"
+        self._marks += 1
+        deadline = time.monotonic() + timeout
+        ip(self.ns, "link", "add", name, "type", "bridge")
+        seen: list[str] = []
+        fd = self._proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            # raw reads: a buffered reader could hold lines select() does not know about
+            self._pending += os.read(fd, 65536).decode()
+            *lines, self._pending = self._pending.split("\n")
+            for i, line in enumerate(lines):
+                if f" {name}:" in line:
+                    self._pending = "".join(f"{rest}\n" for rest in lines[i + 1 :]) + self._pending
+                    return seen
+                if "vntmark" not in line:
+                    seen.append(line)
+                    self.events.append(line)
+        raise AssertionError(f"monitor never reported {name}; saw {seen}")
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.communicate(timeout=5)

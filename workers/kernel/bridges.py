@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import secrets
 
-from . import links, nl
+from . import links, nl, nlsock
 from .errors import BridgeMissing, KernelError, from_errno
 from .specs import BridgeResult, BridgeSpec, owner_alias
 
@@ -55,7 +55,7 @@ def _bridge_data(stp: bool | None, delay: int | None, vlan: bool | None) -> byte
     )
 
 
-def _create(sock: nl.NetlinkSocket, spec: BridgeSpec, vlan: bool) -> nl.Reply:
+def _create(sock: nlsock.NetlinkSocket, spec: BridgeSpec, vlan: bool) -> nlsock.Reply:
     body = nl.ifinfomsg(flags=nl.IFF_UP, change=nl.IFF_UP) + nl.nla_str(nl.IFLA_IFNAME, spec.name)
     if spec.mac is not None:
         body += nl.nla_mac(nl.IFLA_ADDRESS, spec.mac)
@@ -66,7 +66,7 @@ def _create(sock: nl.NetlinkSocket, spec: BridgeSpec, vlan: bool) -> nl.Reply:
 
 
 def ensure_bridge(
-    sock: nl.NetlinkSocket, spec: BridgeSpec, vlan_supported: bool | None
+    sock: nlsock.NetlinkSocket, spec: BridgeSpec, vlan_supported: bool | None
 ) -> tuple[BridgeResult, bool | None]:
     """Create or correct the bridge; also returns what was learnt about VLAN filtering."""
     _validate(spec)
@@ -102,14 +102,16 @@ def ensure_bridge(
     vlan_now = bool(nl.attr_u8(link.info, nl.IFLA_BR_VLAN_FILTERING))
     degraded = None
     if spec.vlan_filtering and not vlan_now:
-        degraded = NO_VLAN_FILTERING if vlan_supported is False else (
-            "VLAN filtering could not be turned on for this bridge"
+        degraded = (
+            NO_VLAN_FILTERING
+            if vlan_supported is False
+            else ("VLAN filtering could not be turned on for this bridge")
         )
     result = BridgeResult(spec.name, created, vlan_now, degraded)
     return result, vlan_supported
 
 
-def _index_of(sock: nl.NetlinkSocket, name: str) -> int:
+def _index_of(sock: nlsock.NetlinkSocket, name: str) -> int:
     link = links.get_link(sock, name)
     if link is None:
         raise KernelError(f"bridge {name} vanished right after it was created", errno.ENODEV)
@@ -117,10 +119,10 @@ def _index_of(sock: nl.NetlinkSocket, name: str) -> int:
 
 
 def _correct(
-    sock: nl.NetlinkSocket, spec: BridgeSpec, link: nl.Link, vlan_supported: bool | None
+    sock: nlsock.NetlinkSocket, spec: BridgeSpec, link: nl.Link, vlan_supported: bool | None
 ) -> bool | None:
     """Bring an existing bridge of ours to the spec, touching only what differs."""
-    requests: list[nl.Request] = []
+    requests: list[nlsock.Request] = []
     base = b""
     if spec.mac is not None and (link.mac or "") != spec.mac.lower():
         base += nl.nla_mac(nl.IFLA_ADDRESS, spec.mac)
@@ -128,7 +130,7 @@ def _correct(
         base += nl.nla_u32(nl.IFLA_MTU, spec.mtu)
     if base or not link.up:
         requests.append(
-            nl.Request(nl.RTM_NEWLINK, nl.ifinfomsg(link.index, nl.IFF_UP, nl.IFF_UP) + base)
+            nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(link.index, nl.IFF_UP, nl.IFF_UP) + base)
         )
     stp_now = bool(nl.attr_u32(link.info, nl.IFLA_BR_STP_STATE))
     delay_now = nl.attr_u32(link.info, nl.IFLA_BR_FORWARD_DELAY)
@@ -152,11 +154,11 @@ def _correct(
     return vlan_supported
 
 
-def _set_bridge(index: int, linkinfo: bytes) -> nl.Request:
-    return nl.Request(nl.RTM_NEWLINK, nl.ifinfomsg(index) + linkinfo)
+def _set_bridge(index: int, linkinfo: bytes) -> nlsock.Request:
+    return nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(index) + linkinfo)
 
 
-def remove_bridge(sock: nl.NetlinkSocket, name: str, owner: str) -> bool:
+def remove_bridge(sock: nlsock.NetlinkSocket, name: str, owner: str) -> bool:
     links.check_ifname(name, "removing bridge")
     link = links.get_link(sock, name)
     if link is None:
@@ -169,7 +171,7 @@ def remove_bridge(sock: nl.NetlinkSocket, name: str, owner: str) -> bool:
     return True
 
 
-def check_bridge(sock: nl.NetlinkSocket, name: str) -> nl.Link:
+def check_bridge(sock: nlsock.NetlinkSocket, name: str) -> nl.Link:
     links.check_ifname(name, "checking bridge")
     link = links.get_link(sock, name)
     if link is None:
@@ -187,14 +189,10 @@ def check_bridge(sock: nl.NetlinkSocket, name: str) -> nl.Link:
     return link
 
 
-def probe_vlan_filtering(sock: nl.NetlinkSocket) -> bool:
+def probe_vlan_filtering(sock: nlsock.NetlinkSocket) -> bool:
     """Try VLAN filtering on a throwaway bridge (no other device is touched)."""
     name = "vntprobe" + secrets.token_hex(3)
-    body = (
-        nl.ifinfomsg()
-        + nl.nla_str(nl.IFLA_IFNAME, name)
-        + _bridge_data(False, 0, True)
-    )
+    body = nl.ifinfomsg() + nl.nla_str(nl.IFLA_IFNAME, name) + _bridge_data(False, 0, True)
     reply = sock.request(nl.RTM_NEWLINK, body, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
     if reply.error == errno.EOPNOTSUPP:
         return False

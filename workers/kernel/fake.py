@@ -107,8 +107,10 @@ class FakeHostNet:
         if device is None:
             return None
         if device.alias != owner_alias(owner):
-            raise DeviceConflict(f"{what}: {name} exists and virtnet did not create it for "
-                                 f"{owner!r}; virtnet never adopts it")
+            raise DeviceConflict(
+                f"{what}: {name} exists and virtnet did not create it for "
+                f"{owner!r}; virtnet never adopts it"
+            )
         if device.kind != kind:
             raise DeviceConflict(f"{what}: {name} is a {device.kind}, not a {kind}")
         return device
@@ -145,8 +147,9 @@ class FakeHostNet:
         if device is None:
             raise BridgeMissing(f"bridge {name} does not exist on this host", errno.ENODEV)
         if device.kind != "bridge":
-            raise BridgeMissing(f"{name} exists on this host but is a {device.kind}, "
-                                "not a bridge", errno.EINVAL)
+            raise BridgeMissing(
+                f"{name} exists on this host but is a {device.kind}, not a bridge", errno.EINVAL
+            )
 
     # -- ports
 
@@ -268,9 +271,11 @@ class FakeHostNet:
         device = self.devices.get(tap)
         if device is None:
             return None
-        owner = device.alias[len(ALIAS_PREFIX) :] if (
-            device.alias and device.alias.startswith(ALIAS_PREFIX)
-        ) else None
+        owner = (
+            device.alias[len(ALIAS_PREFIX) :]
+            if (device.alias and device.alias.startswith(ALIAS_PREFIX))
+            else None
+        )
         enslaved = device.master is not None
         return {
             "exists": True,

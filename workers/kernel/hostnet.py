@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from . import bridges, links, nl, ports
+from . import bridges, links, nlsock, ports
 from .errors import KernelError
 from .nsexec import NamespaceRunner, tun_openable
 from .specs import (
@@ -32,7 +32,7 @@ class HostNet:
         self.netns = netns
         self._runner = NamespaceRunner(netns)
         try:
-            self._sock: nl.NetlinkSocket = self._runner.run(nl.NetlinkSocket)
+            self._sock: nlsock.NetlinkSocket = self._runner.run(nlsock.NetlinkSocket)
         except BaseException:
             self._runner.close()
             raise
@@ -81,9 +81,7 @@ class HostNet:
     # -- bridges
 
     def ensure_bridge(self, spec: BridgeSpec) -> BridgeResult:
-        result, self._vlan_supported = bridges.ensure_bridge(
-            self._sock, spec, self._vlan_supported
-        )
+        result, self._vlan_supported = bridges.ensure_bridge(self._sock, spec, self._vlan_supported)
         return result
 
     def remove_bridge(self, name: str, owner: str) -> bool:

@@ -7,7 +7,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from . import nl
+from . import nl, nlsock
 from .errors import DeviceConflict, KernelError, from_errno
 from .specs import ALIAS_PREFIX, owner_alias
 
@@ -38,13 +38,13 @@ def host_mac(guest_mac: str) -> str:
     return "fe" + guest_mac.lower()[2:]
 
 
-def get_link_request(name: str) -> nl.Request:
-    return nl.Request(
+def get_link_request(name: str) -> nlsock.Request:
+    return nlsock.Request(
         nl.RTM_GETLINK, nl.ifinfomsg() + nl.nla_str(nl.IFLA_IFNAME, name) + _SKIP_STATS
     )
 
 
-def link_from_reply(reply: nl.Reply, what: str) -> nl.Link | None:
+def link_from_reply(reply: nlsock.Reply, what: str) -> nl.Link | None:
     if reply.error == errno.ENODEV:
         return None
     if reply.error:
@@ -52,11 +52,13 @@ def link_from_reply(reply: nl.Reply, what: str) -> nl.Link | None:
     return nl.parse_link(reply.payloads[0])
 
 
-def get_link(sock: nl.NetlinkSocket, name: str) -> nl.Link | None:
+def get_link(sock: nlsock.NetlinkSocket, name: str) -> nl.Link | None:
     return link_from_reply(sock.transact([get_link_request(name)])[0], f"looking up {name}")
 
 
-def get_links(sock: nl.NetlinkSocket, names: Sequence[str]) -> list[nl.Link | None | KernelError]:
+def get_links(
+    sock: nlsock.NetlinkSocket, names: Sequence[str]
+) -> list[nl.Link | None | KernelError]:
     out: list[nl.Link | None | KernelError] = []
     for name, reply in zip(names, sock.transact([get_link_request(n) for n in names]), strict=True):
         try:
@@ -66,12 +68,12 @@ def get_links(sock: nl.NetlinkSocket, names: Sequence[str]) -> list[nl.Link | No
     return out
 
 
-def get_link_by_index(sock: nl.NetlinkSocket, index: int) -> nl.Link | None:
+def get_link_by_index(sock: nlsock.NetlinkSocket, index: int) -> nl.Link | None:
     reply = sock.request(nl.RTM_GETLINK, nl.ifinfomsg(index) + _SKIP_STATS)
     return link_from_reply(reply, f"looking up interface #{index}")
 
 
-def dump_links(sock: nl.NetlinkSocket) -> list[nl.Link]:
+def dump_links(sock: nlsock.NetlinkSocket) -> list[nl.Link]:
     return [nl.parse_link(body) for body in sock.dump(nl.RTM_GETLINK, nl.ifinfomsg() + _SKIP_STATS)]
 
 
@@ -110,7 +112,7 @@ def require_owned(link: nl.Link, owner: str, kind: str, what: str) -> None:
         )
 
 
-def delete_links(sock: nl.NetlinkSocket, indexes: Sequence[int]) -> list[int]:
+def delete_links(sock: nlsock.NetlinkSocket, indexes: Sequence[int]) -> list[int]:
     """Delete devices by index; returns 0 or an errno (ENODEV: already gone) for each.
 
     Each unregister waits for an RCU grace period (~16 ms), but the kernel unregisters a
@@ -124,7 +126,7 @@ def delete_links(sock: nl.NetlinkSocket, indexes: Sequence[int]) -> list[int]:
         group = random.randrange(0x10000, 0x7FFFFFFF)
         replies = sock.transact(
             [
-                nl.Request(nl.RTM_NEWLINK, nl.ifinfomsg(i) + nl.nla_u32(nl.IFLA_GROUP, group))
+                nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(i) + nl.nla_u32(nl.IFLA_GROUP, group))
                 for i in indexes
             ]
         )
@@ -133,11 +135,12 @@ def delete_links(sock: nl.NetlinkSocket, indexes: Sequence[int]) -> list[int]:
         if not reply.error:
             done = set(grouped)
             return [0 if i in done else r.error for i, r in zip(indexes, replies, strict=True)]
-    replies = sock.transact([nl.Request(nl.RTM_DELLINK, nl.ifinfomsg(i)) for i in indexes])
+    replies = sock.transact([nlsock.Request(nl.RTM_DELLINK, nl.ifinfomsg(i)) for i in indexes])
     return [r.error for r in replies]
 
 
-def raise_for(reply: nl.Reply, what: str, *, ok: tuple[int, ...] = (), bridge: str | None = None
-              ) -> None:
+def raise_for(
+    reply: nlsock.Reply, what: str, *, ok: tuple[int, ...] = (), bridge: str | None = None
+) -> None:
     if reply.error and reply.error not in ok:
         raise from_errno(reply.error, what, reply.message, bridge=bridge)

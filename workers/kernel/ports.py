@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import links, nl
+from . import links, nl, nlsock
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError, from_errno
 from .nsexec import NamespaceRunner, TapRequest, create_taps, ifindex
 from .specs import MAC_TABLE_MANAGERS, PortRef, PortSpec, owner_alias
@@ -52,13 +52,13 @@ def _tap_request(spec: PortSpec, exclusive: bool) -> TapRequest:
     )
 
 
-def fdb_request(tap_index: int, mac: str, present: bool) -> nl.Request:
+def fdb_request(tap_index: int, mac: str, present: bool) -> nlsock.Request:
     body = nl.ndmsg(tap_index, _FDB_STATE if present else 0, nl.NTF_MASTER)
     body += nl.nla_mac(nl.NDA_LLADDR, mac)
     if present:
         # replace, not NLM_F_EXCL: a redelivered task must find the entry and move on
-        return nl.Request(nl.RTM_NEWNEIGH, body, nl.NLM_F_CREATE | nl.NLM_F_REPLACE)
-    return nl.Request(nl.RTM_DELNEIGH, body)
+        return nlsock.Request(nl.RTM_NEWNEIGH, body, nl.NLM_F_CREATE | nl.NLM_F_REPLACE)
+    return nlsock.Request(nl.RTM_DELNEIGH, body)
 
 
 def _tun_differs(link: nl.Link, spec: PortSpec) -> bool:
@@ -84,7 +84,7 @@ def _port_flags(link: nl.Link | None, bridge: nl.Link) -> tuple[int, int]:
     )
 
 
-def _config_requests(p: _Port) -> list[tuple[str, nl.Request]]:
+def _config_requests(p: _Port) -> list[tuple[str, nlsock.Request]]:
     spec, link, bridge = p.spec, p.link, p.bridge
     assert bridge is not None
     mac = links.host_mac(spec.guest_mac)
@@ -98,15 +98,15 @@ def _config_requests(p: _Port) -> list[tuple[str, nl.Request]]:
         attrs += nl.nla_str(nl.IFLA_IFALIAS, owner_alias(spec.owner))
     if link is None or link.master != bridge.index:
         attrs += nl.nla_u32(nl.IFLA_MASTER, bridge.index)
-    out: list[tuple[str, nl.Request]] = []
+    out: list[tuple[str, nlsock.Request]] = []
     if link is None:
         # A new tap has a link-state event queued (its carrier went off when the creating
         # file closed). The kernel's linkwatch would handle it up to a second later, after
         # the tap is up, paying an expedited RCU grace period per tap, 100 taps a second,
         # holding RTNL. A look-up runs the event now, while the tap is down and it is cheap.
-        out.append(("sync", nl.Request(nl.RTM_GETLINK, nl.ifinfomsg(p.index) + _SKIP_STATS)))
+        out.append(("sync", nlsock.Request(nl.RTM_GETLINK, nl.ifinfomsg(p.index) + _SKIP_STATS)))
     up = nl.ifinfomsg(p.index, nl.IFF_UP, nl.IFF_UP)
-    out.append(("link", nl.Request(nl.RTM_NEWLINK, up + attrs)))
+    out.append(("link", nlsock.Request(nl.RTM_NEWLINK, up + attrs)))
     libvirt = spec.mac_table_manager == "libvirt"
     want = 0 if libvirt else 1
     if _port_flags(link, bridge) != (want, want):
@@ -119,7 +119,7 @@ def _config_requests(p: _Port) -> list[tuple[str, nl.Request]]:
                 nl.nla_u8(nl.IFLA_BRPORT_UNICAST_FLOOD, want),
             ),
         )
-        out.append(("brport", nl.Request(nl.RTM_NEWLINK, nl.ifinfomsg(p.index) + slave)))
+        out.append(("brport", nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(p.index) + slave)))
     if libvirt and spec.fdb:
         out.append(("fdb", fdb_request(p.index, spec.guest_mac, True)))
     elif link is not None:
@@ -127,7 +127,7 @@ def _config_requests(p: _Port) -> list[tuple[str, nl.Request]]:
     return out
 
 
-def _config_error(p: _Port, step: str, reply: nl.Reply) -> KernelError:
+def _config_error(p: _Port, step: str, reply: nlsock.Reply) -> KernelError:
     tap, bridge = p.spec.tap, p.spec.bridge
     if step == "link":
         if reply.error == errno.EXFULL:
@@ -149,7 +149,7 @@ def _config_error(p: _Port, step: str, reply: nl.Reply) -> KernelError:
 
 
 def plug_many(
-    sock: nl.NetlinkSocket, runner: NamespaceRunner, specs: Sequence[PortSpec]
+    sock: nlsock.NetlinkSocket, runner: NamespaceRunner, specs: Sequence[PortSpec]
 ) -> list[KernelError | None]:
     results: list[KernelError | None] = [None] * len(specs)
     ports: list[_Port] = []
@@ -200,7 +200,7 @@ def plug_many(
 
     live = [p for p in live if p.error is None]
     steps: list[tuple[_Port, str]] = []
-    requests: list[nl.Request] = []
+    requests: list[nlsock.Request] = []
     for p in live:
         for step, req in _config_requests(p):
             steps.append((p, step))
@@ -220,7 +220,9 @@ def plug_many(
     return results
 
 
-def _adopt_existing(sock: nl.NetlinkSocket, runner: NamespaceRunner, ports: list[_Port]) -> None:
+def _adopt_existing(
+    sock: nlsock.NetlinkSocket, runner: NamespaceRunner, ports: list[_Port]
+) -> None:
     if not ports:
         return
     reopen: list[_Port] = []
@@ -256,7 +258,7 @@ def _adopt_existing(sock: nl.NetlinkSocket, runner: NamespaceRunner, ports: list
 
 
 def unplug_many(
-    sock: nl.NetlinkSocket, refs: Sequence[PortSpec | PortRef]
+    sock: nlsock.NetlinkSocket, refs: Sequence[PortSpec | PortRef]
 ) -> list[bool | KernelError]:
     results: list[bool | KernelError] = [False] * len(refs)
     todo: list[tuple[int, PortSpec | PortRef, nl.Link]] = []
@@ -302,7 +304,9 @@ def unplug_many(
     return results
 
 
-def set_fdb(sock: nl.NetlinkSocket, bridge: str, tap: str, guest_mac: str, present: bool) -> None:
+def set_fdb(
+    sock: nlsock.NetlinkSocket, bridge: str, tap: str, guest_mac: str, present: bool
+) -> None:
     what = f"{'adding' if present else 'removing'} FDB entry {guest_mac} on {tap}"
     links.check_ifname(tap, what)
     links.check_ifname(bridge, what)
@@ -325,7 +329,7 @@ def set_fdb(sock: nl.NetlinkSocket, bridge: str, tap: str, guest_mac: str, prese
     links.raise_for(reply, what, ok=(errno.ENOENT,) if not present else ())
 
 
-def port_state(sock: nl.NetlinkSocket, tap: str) -> dict[str, Any] | None:
+def port_state(sock: nlsock.NetlinkSocket, tap: str) -> dict[str, Any] | None:
     links.check_ifname(tap, "reading port state")
     link = links.get_link(sock, tap)
     if link is None:
