@@ -19,6 +19,7 @@ from app.celery_app import (
     REMOVE_NETWORK,
     REPORT_PORTS,
     REPORT_REALISATION,
+    task_sender,
 )
 from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 
@@ -30,6 +31,7 @@ class HostAgent:
 
     def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self._send = task_sender(celery)
         self._net: HostNet | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
@@ -55,7 +57,7 @@ class HostAgent:
             self._net = None
 
     def send(self, name: str, **kwargs: Any) -> None:
-        self.celery.send_task(name, kwargs=kwargs, queue=CONTROL_QUEUE)
+        self._send(name, kwargs, CONTROL_QUEUE)
 
     def send_heartbeat(self, *, registering: bool) -> None:
         self.send(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.models import Domain, Network, Operation, Port
+from app.models import Domain, Operation, Port
 
 
 def actual(port: Port) -> dict[str, Any]:
@@ -20,10 +20,10 @@ def actual(port: Port) -> dict[str, Any]:
     }
 
 
-def port_view(port: Port, network: Network | None) -> dict[str, Any]:
+def port_view(port: Port, network: str | None) -> dict[str, Any]:
     return {
         "id": port.id,
-        "network": network.name if network else None,
+        "network": network if port.network_id is not None else None,
         "owner": {"name": port.owner_name, "uuid": port.owner_uuid},
         "mac": port.mac,
         "host": port.host,

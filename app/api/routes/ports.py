@@ -16,7 +16,6 @@ from app.models import Port
 from app.schemas.port import PortRequest
 from app.schemas.port_views import operation_view, port_view
 from app.services import operations, port_lifecycle, ports
-from app.services.context import Ctx
 
 router = APIRouter(prefix="/v1", tags=["ports"])
 PORT_BODY: dict[str, Any] = {
@@ -27,9 +26,8 @@ PORT_BODY: dict[str, Any] = {
 }
 
 
-def _port_json(ctx: Ctx, port: Port, network_name: str) -> dict[str, Any]:
-    network = ports.network_for_ports(ctx, network_name) if port.network_id else None
-    return jsonable_encoder(port_view(port, network))
+def _port_json(port: Port, network_name: str) -> dict[str, Any]:
+    return jsonable_encoder(port_view(port, network_name))
 
 
 @router.post("/networks/{name}/ports", status_code=202, openapi_extra=PORT_BODY)
@@ -43,7 +41,7 @@ async def create_port(
         port = ctx.db.get(Port, port.id, populate_existing=True) or port
     status = 201 if op.state in operations.FINISHED else 202
     return JSONResponse(
-        _port_json(ctx, port, name),
+        _port_json(port, name),
         status_code=status,
         headers={"Location": f"/v1/networks/{name}/ports/{port.id}"},
     )
@@ -52,13 +50,13 @@ async def create_port(
 @router.get("/networks/{name}/ports")
 def list_ports(name: str, ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
     network = ports.network_for_ports(ctx, name)
-    return [jsonable_encoder(port_view(p, network)) for p in ports.listing(ctx, network)]
+    return [jsonable_encoder(port_view(p, network.name)) for p in ports.listing(ctx, network)]
 
 
 @router.get("/networks/{name}/ports/{port_id}")
 def get_port(name: str, port_id: str, ctx: CtxDep, _: Reader) -> dict[str, Any]:
     network = ports.network_for_ports(ctx, name)
-    return jsonable_encoder(port_view(ports.get(ctx, network, port_id), network))
+    return jsonable_encoder(port_view(ports.get(ctx, network, port_id), network.name))
 
 
 @router.delete("/networks/{name}/ports/{port_id}", status_code=202)
