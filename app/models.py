@@ -36,7 +36,8 @@ class Network(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
-    bridge: Mapped[str] = mapped_column(String(15), unique=True)
+    #: null for macvtap/hostdev modes, which have no bridge
+    bridge: Mapped[str | None] = mapped_column(String(15), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="inactive")
     persistent: Mapped[bool] = mapped_column(default=True)
     autostart: Mapped[bool] = mapped_column(default=False)

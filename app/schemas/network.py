@@ -260,6 +260,13 @@ class IpConfig(Strict):
             return ipaddress.ip_interface(f"{self.address}/{self.prefix}")
         if self.netmask is not None:
             return ipaddress.ip_interface(f"{self.address}/{self.netmask}")
+        address = ipaddress.ip_address(self.address)
+        if address.version == 4:
+            # libvirt's default for an IPv4 address without prefix: its class's network
+            first = int(address) >> 24
+            return ipaddress.ip_interface(
+                f"{address}/{8 if first < 128 else 16 if first < 192 else 24}"
+            )
         return ipaddress.ip_interface(self.address)
 
 

@@ -23,6 +23,7 @@ from app.validation.network import (
 )
 
 MAX_BRIDGE_INDEX = 4096
+CREATED_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
 log = logging.getLogger("virtnet.networks")
 
 
@@ -86,19 +87,21 @@ def _complete(
     if overlaps:
         raise Conflict(overlaps[0].msg, problems=overlaps)
     d = definition.model_copy(deep=True)
+    own_bridge = d.forward.mode in CREATED_BRIDGE_MODES
     if existing is not None:
         if d.uuid is not None and str(d.uuid) != existing.uuid:
             raise Conflict(f"network {d.name!r} already exists with uuid {existing.uuid}")
         d.uuid = uuidlib.UUID(existing.uuid)
-        if d.bridge.name is None:
+        if own_bridge and d.bridge.name is None and existing.bridge:
             d.bridge.name = existing.bridge
-        if d.mac is None and d.forward.mode != "bridge":
+        if own_bridge and d.mac is None:
             d.mac = existing.definition.get("mac")
     if d.uuid is None:
         d.uuid = uuidlib.uuid4()
-    if d.bridge.name is None:
+    # like libvirt's define: only networks whose bridge virtnet creates get a name and a MAC
+    if own_bridge and d.bridge.name is None:
         d.bridge.name = _lowest_free_bridge(ctx)
-    if d.mac is None and d.forward.mode != "bridge":
+    if own_bridge and d.mac is None:
         d.mac = random_mac()
     _check_unique(ctx, d, existing)
     return d
@@ -112,6 +115,8 @@ def _check_unique(ctx: Ctx, d: NetworkDefinition, existing: Network | None) -> N
         (Network.bridge, d.bridge.name, f"bridge {d.bridge.name!r} is used by network {{other}}"),
     ]
     for column, value, message in checks:
+        if value is None:
+            continue
         other = ctx.db.scalar(select(Network).where(column == value, Network.id != own_id))
         if other is not None:
             raise Conflict(message.format(other=repr(other.name)))
