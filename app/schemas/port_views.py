@@ -34,6 +34,7 @@ def port_view(port: Port, network: str | None) -> dict[str, Any]:
         },
         "state": port.state,
         "error": port.error,
+        "revision": port.generation,
         "operation_id": port.operation_id,
         "actual": actual(port),
         "created_at": port.created_at,

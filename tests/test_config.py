@@ -1,0 +1,82 @@
+"""Configuration is checked at start: a bad value stops the process with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli.server import upgrade_database
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.services import tokens
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def virtnet(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VIRTNET_")}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli.main", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VIRTNET_DATABASE_URL", "mysql://root@localhost/x"),
+        ("VIRTNET_BROKER_URL", "amqp://guest@localhost//"),
+        ("VIRTNET_HEARTBEAT_SECONDS", "soon"),
+        ("VIRTNET_MISSED_HEARTBEATS", "0"),
+        ("VIRTNET_LISTEN", "8080"),
+        ("VIRTNET_HOST_NAME", "bad host"),
+    ],
+)
+def test_bad_setting_stops_with_one_line(variable: str, value: str) -> None:
+    done = virtnet("api", **{variable: value})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"virtnet: configuration error: {variable}=")
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_listen_flag_is_a_usage_error() -> None:
+    done = virtnet("api", "--listen", "localhost")
+    assert done.returncode == 2 and "HOST:PORT" in done.stderr
+
+
+def test_token_create_prints_a_working_token(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    upgrade_database(Settings(database_url=url))
+    done = virtnet("token", "create", "--role", "reader", VIRTNET_DATABASE_URL=url)
+    assert done.returncode == 0, done.stderr
+    secret = done.stdout.strip()
+    assert secret.startswith("vn_")
+    settings = Settings(database_url=url)
+    with get_sessionmaker(url)() as session:
+        token = tokens.authenticate(Ctx(session, Outbox(None), settings), secret)
+    assert token.role == "reader"
+
+
+def test_bootstrap_token_becomes_admin_on_a_new_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    done = virtnet("db", "upgrade", VIRTNET_DATABASE_URL=url, VIRTNET_BOOTSTRAP_TOKEN="vn_boot")
+    assert done.returncode == 0, done.stderr
+    settings = Settings(database_url=url)
+    with get_sessionmaker(url)() as session:
+        assert tokens.authenticate(Ctx(session, Outbox(None), settings), "vn_boot").role == "admin"
+    # a later start with another bootstrap value adds nothing: the database is not new
+    virtnet("db", "upgrade", VIRTNET_DATABASE_URL=url, VIRTNET_BOOTSTRAP_TOKEN="vn_other")
+    with get_sessionmaker(url)() as session:
+        assert len(tokens.listing(Ctx(session, Outbox(None), settings))) == 1
