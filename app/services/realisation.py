@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 
 from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
 from app.models import Host, Network, Realisation
-from app.services import port_queries, ports
+from app.services import events, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -84,6 +84,10 @@ def record_report(
     if row is None:
         row = Realisation(network_id=network_id, host=host, generation=generation)
         ctx.db.add(row)
+    if (row.state, row.error) != (state, error):
+        events.publish(
+            ctx, "network.realised", f"network/{network.name}", host=host, state=state, error=error
+        )
     row.state, row.error = state, error
     ctx.db.flush()
     if network.state == "starting" and all(

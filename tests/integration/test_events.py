@@ -88,8 +88,19 @@ def test_every_kind_arrives_once_in_order_and_replays(
         stream.__exit__(None, None, None)
         client.close()
     everything = list(got)
-    # under load a heartbeat can be late; only h2's silence is part of this script
-    got = [e for e in got if not e["kind"].startswith("host.") or e["subject"] == "host/h2"]
+    realised = [e for e in got if e["kind"] == "network.realised"]
+    assert {(e["data"]["host"], e["data"]["state"]) for e in realised} >= {
+        ("h1", "degraded"),
+        ("h2", "degraded"),
+    }
+    # hosts report in any order, and under load a heartbeat can be late: only h2's silence
+    # and the lifecycle itself are part of this script
+    got = [
+        e
+        for e in got
+        if e["kind"] != "network.realised"
+        and (not e["kind"].startswith("host.") or e["subject"] == "host/h2")
+    ]
     kinds = [e["kind"] for e in got]
     ids = [e["id"] for e in got]
     assert ids == sorted(ids) and len(set(ids)) == len(ids), "in order, each once"
