@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from workers.kernel import BridgeSpec, HostNet, PortRef, PortSpec
+from workers.kernel import BridgeSpec, HostNet, PortRef, PortSpec, nl, nsexec
+from workers.kernel import ports as ports_mod
 
 # After taps come up without a reader (no carrier) the kernel's linkwatch deactivates their
 # queues later, 100 devices per second, one expedited RCU grace period each, holding RTNL
@@ -187,6 +188,62 @@ def bench_hostnet_batch(net: HostNet, bridge: str, ports: list[PortSpec]) -> lis
     return [plug, busy, replug, unplug]
 
 
+def bench_hostnet_steps(net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
+    """The netlink requests HostNet.plug/unplug send, one at a time, to see which step costs
+    what. Uses HostNet's internals (its socket and namespace thread) on purpose."""
+    sock, runner = net._sock, net._runner
+    rows = {
+        k: Row(f"  {k}", "HostNet, one request")
+        for k in (
+            "tap create",
+            "look-up (linkwatch sync)",
+            "mac/mtu/alias + enslave + up",
+            "learning/unicast_flood off",
+            "static FDB add",
+            "static FDB del",
+            "tap delete",
+        )
+    }
+    bridge_index = nsexec.ifindex(sock.fileno(), bridge)
+    skip_stats = nl.nla_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
+    indexes = []
+    for s in ports:
+        tap = nsexec.TapRequest(s.tap, s.vnet_hdr, s.multi_queue, None, None, True)
+        rows["tap create"].samples.append(timed(runner.run, nsexec.create_taps, [tap]))
+        index = nsexec.ifindex(sock.fileno(), s.tap)
+        indexes.append(index)
+        link = (
+            nl.ifinfomsg(index, nl.IFF_UP, nl.IFF_UP)
+            + nl.nla_mac(nl.IFLA_ADDRESS, "fe" + s.guest_mac[2:])
+            + nl.nla_u32(nl.IFLA_MTU, 1500)
+            + nl.nla_str(nl.IFLA_IFALIAS, f"virtnet:{s.owner}")
+            + nl.nla_u32(nl.IFLA_MASTER, bridge_index)
+        )
+        flags = nl.ifinfomsg(index) + nl.nla_nest(
+            nl.IFLA_LINKINFO,
+            nl.nla_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
+            nl.nla_nest(
+                nl.IFLA_INFO_SLAVE_DATA,
+                nl.nla_u8(nl.IFLA_BRPORT_LEARNING, 0),
+                nl.nla_u8(nl.IFLA_BRPORT_UNICAST_FLOOD, 0),
+            ),
+        )
+        for key, body, kind in (
+            ("look-up (linkwatch sync)", nl.ifinfomsg(index) + skip_stats, nl.RTM_GETLINK),
+            ("mac/mtu/alias + enslave + up", link, nl.RTM_NEWLINK),
+            ("learning/unicast_flood off", flags, nl.RTM_NEWLINK),
+        ):
+            rows[key].samples.append(timed(sock.request, kind, body))
+        add = ports_mod.fdb_request(index, s.guest_mac, True)
+        rows["static FDB add"].samples.append(timed(sock.transact, [add]))
+    settle(net)
+    for s, index in zip(ports, indexes, strict=True):
+        delete = ports_mod.fdb_request(index, s.guest_mac, False)
+        rows["static FDB del"].samples.append(timed(sock.transact, [delete]))
+        rows["tap delete"].samples.append(timed(sock.request, nl.RTM_DELLINK, nl.ifinfomsg(index)))
+    return list(rows.values())
+
+
 def bench_ip_commands(ns: str, net: HostNet, bridge: str, ports: list[PortSpec]) -> list[Row]:
     steps = {
         "tap create": Row("  tap create", "ip tuntap"),
@@ -342,6 +399,7 @@ def main() -> int:
         rows += bench_bridges(ns, net, args.bridges)
         for name, bench in (
             ("brs", bench_hostnet_single),
+            ("brp", bench_hostnet_steps),
             ("brm", bench_hostnet_batch),
             ("bri", partial(bench_ip_commands, ns)),
             ("brb", partial(bench_ip_batch, ns)),

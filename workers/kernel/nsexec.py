@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from pyroute2 import netns as pr_netns
 
-from .errors import NamespaceMissing
+from .errors import NamespaceMissing, from_errno
 
 T = TypeVar("T")
 
@@ -167,5 +167,5 @@ def ifindex(sock_fd: int, name: str) -> int:
     except OSError as exc:
         if exc.errno == errno.ENODEV:
             return 0
-        raise
+        raise from_errno(exc.errno or errno.EIO, f"looking up the index of {name}") from exc
     return int(_IFREQ_INDEX.unpack(reply)[1])
