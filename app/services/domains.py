@@ -6,7 +6,6 @@ import uuid as uuidlib
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.models import Domain, Operation, Port
 from app.schemas.common import compact, random_mac
@@ -14,7 +13,7 @@ from app.schemas.port import DomainDefinition, InterfaceDef, Owner, PortRequest
 from app.services import events, operations, port_lifecycle, ports
 from app.services.context import Ctx
 from app.services.domain_state import domain_ports, set_state
-from app.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from app.services.errors import Conflict, Invalid, NotFound, require_revision
 
 
 def get(ctx: Ctx, name: str) -> Domain:
@@ -43,15 +42,6 @@ def _complete(definition: DomainDefinition, existing: Domain | None) -> dict[str
     return compact(d.model_dump(mode="json"))
 
 
-def _commit(ctx: Ctx) -> None:
-    try:
-        ctx.db.commit()
-    except IntegrityError:
-        ctx.db.rollback()
-        raise Conflict("a domain with this name or uuid was defined at the same time") from None
-    ctx.outbox.flush()
-
-
 def define(ctx: Ctx, *, definition: DomainDefinition) -> Domain:
     if ctx.db.scalar(select(Domain).where(Domain.name == definition.name)) is not None:
         raise Conflict(f"a domain named {definition.name!r} already exists; PUT updates it")
@@ -61,17 +51,13 @@ def define(ctx: Ctx, *, definition: DomainDefinition) -> Domain:
     domain = Domain(name=doc["name"], uuid=doc["uuid"], host=doc["host"], definition=doc)
     ctx.db.add(domain)
     events.publish(ctx, "domain.defined", f"domain/{domain.name}", uuid=domain.uuid)
-    _commit(ctx)
+    ctx.commit(conflict="a domain with this name or uuid was defined at the same time")
     return domain
 
 
 def update(ctx: Ctx, *, name: str, definition: DomainDefinition, if_match: int | None) -> Domain:
     domain = get(ctx, name)
-    if if_match is not None and if_match != domain.revision:
-        raise PreconditionFailed(
-            f"domain {name!r} is at revision {domain.revision}, not "
-            f"{if_match}; GET it again and reapply your change"
-        )
+    require_revision(f"domain {name!r}", domain.revision, if_match)
     if definition.name != name:
         raise Invalid(f"the body names domain {definition.name!r} but the URL {name!r}")
     if domain.state != "shut_off":
@@ -82,7 +68,7 @@ def update(ctx: Ctx, *, name: str, definition: DomainDefinition, if_match: int |
     domain.definition = _complete(definition, domain)
     domain.host = domain.definition["host"]
     domain.revision += 1
-    _commit(ctx)
+    ctx.commit(conflict="a domain with this name or uuid was defined at the same time")
     return domain
 
 
@@ -127,7 +113,7 @@ def start(ctx: Ctx, *, name: str) -> Operation:
     port_list = [_allocate(ctx, domain, i) for i in definition.interfaces]
     op = _act(ctx, domain, "domain.start", port_list, present=True)
     set_state(ctx, domain, "starting" if port_list else "running")
-    port_lifecycle.commit(ctx, "a MAC address or tap name")
+    ctx.commit(conflict=port_lifecycle.race("a MAC address or tap name"))
     return op
 
 
@@ -138,7 +124,7 @@ def stop(ctx: Ctx, *, name: str) -> Operation:
     live = domain_ports(ctx, domain)
     op = port_lifecycle.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
     set_state(ctx, domain, "stopping" if live else "shut_off")
-    port_lifecycle.commit(ctx, "the domain")
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op
 
 
@@ -154,7 +140,7 @@ def _set_fdb(ctx: Ctx, name: str, *, paused: bool) -> Operation:
     op = _act(ctx, domain, "domain.suspend" if paused else "domain.resume", managed, True)
     if not managed:
         set_state(ctx, domain, "paused" if paused else "running")
-    port_lifecycle.commit(ctx, "the domain")
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op
 
 
@@ -183,7 +169,7 @@ def attach(ctx: Ctx, *, name: str, interface: InterfaceDef) -> Operation:
     domain.revision += 1
     port_list = [] if domain.state == "shut_off" else [_allocate(ctx, domain, interface)]
     op = _act(ctx, domain, "domain.attach", port_list, present=True)
-    port_lifecycle.commit(ctx, f"MAC {interface.mac} or the tap name")
+    ctx.commit(conflict=port_lifecycle.race(f"MAC {interface.mac} or the tap name"))
     return op
 
 
@@ -200,7 +186,7 @@ def detach(ctx: Ctx, *, name: str, mac: str) -> Operation:
     domain.revision += 1
     live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
     op = port_lifecycle.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}")
-    port_lifecycle.commit(ctx, "the interface")
+    ctx.commit(conflict=port_lifecycle.race("the interface"))
     return op
 
 
@@ -218,5 +204,5 @@ def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
     )
     events.publish(ctx, "domain.undefined", f"domain/{name}", uuid=domain.uuid)
     ctx.db.delete(domain)
-    port_lifecycle.commit(ctx, "the domain")
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op

@@ -45,3 +45,12 @@ class Forbidden(ServiceError):
 class Unauthorized(ServiceError):
     status = 401
     title = "Unauthorized"
+
+
+def require_revision(what: str, current: int, wanted: int | None) -> None:
+    """Refuse a write based on an older read (If-Match), so no one overwrites unseen changes."""
+    if wanted is not None and wanted != current:
+        raise PreconditionFailed(
+            f"{what} is at revision {current}, not {wanted}: someone changed it since you "
+            "read it; GET it again and reapply your change"
+        )

@@ -7,14 +7,13 @@ import uuid as uuidlib
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from app.models import Network
 from app.schemas.common import compact, random_mac
 from app.schemas.network import NetworkDefinition
 from app.services import events, realisation
 from app.services.context import Ctx
-from app.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from app.services.errors import Conflict, Invalid, NotFound, require_revision
 from app.validation.network import (
     definition_problems,
     overlap_problems,
@@ -127,14 +126,9 @@ def _document(d: NetworkDefinition) -> dict[str, Any]:
 
 
 def _commit(ctx: Ctx) -> None:
-    try:
-        ctx.db.commit()
-    except IntegrityError:
-        ctx.db.rollback()
-        raise Conflict(
-            "another network with the same name, uuid or bridge was defined at the same time"
-        ) from None
-    ctx.outbox.flush()
+    ctx.commit(
+        conflict="another network with the same name, uuid or bridge was defined at the same time"
+    )
 
 
 def define(ctx: Ctx, *, definition: NetworkDefinition, start: bool = False) -> Network:
@@ -166,11 +160,7 @@ def define(ctx: Ctx, *, definition: NetworkDefinition, start: bool = False) -> N
 
 def update(ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int | None) -> Network:
     network = get(ctx, name)
-    if if_match is not None and if_match != network.revision:
-        raise PreconditionFailed(
-            f"network {name!r} is at revision {network.revision}, not {if_match}: "
-            "someone changed it since you read it; GET it again and reapply your change"
-        )
+    require_revision(f"network {name!r}", network.revision, if_match)
     if definition.name != name:
         raise Invalid(
             f"the body names network {definition.name!r} but the URL {name!r}; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.models import Domain, Operation, Port
 from app.schemas.port import PortRequest
@@ -14,14 +13,8 @@ from app.services.context import Ctx
 from app.services.errors import Conflict
 
 
-def commit(ctx: Ctx, what: str) -> None:
-    """Commit, turning a lost race on a unique MAC or tap into a 409, then send the tasks."""
-    try:
-        ctx.db.commit()
-    except IntegrityError:
-        ctx.db.rollback()
-        raise Conflict(f"{what} was taken by a request made at the same time; retry") from None
-    ctx.outbox.flush()
+def race(what: str) -> str:
+    return f"{what} was taken by a request made at the same time; retry"
 
 
 def create(ctx: Ctx, *, network_name: str, request: PortRequest) -> tuple[Port, Operation]:
@@ -30,7 +23,7 @@ def create(ctx: Ctx, *, network_name: str, request: PortRequest) -> tuple[Port, 
     op = operations.begin(ctx, kind="port.plug", target=f"port/{port.id}", pending=1)
     port.operation_id = op.id
     ports.send(ctx, [port], present=True)
-    commit(ctx, f"MAC {port.mac} or tap {port.tap}")
+    ctx.commit(conflict=race(f"MAC {port.mac} or tap {port.tap}"))
     return port, op
 
 
@@ -51,7 +44,7 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     if port.domain_id is not None:
         raise Conflict(f"port {port_id} belongs to a domain; detach the interface instead")
     op = unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
-    commit(ctx, "the port")
+    ctx.commit(conflict=race("the port"))
     return op
 
 
