@@ -215,3 +215,19 @@ def test_network_with_ports_stops_only_with_force(
     wait_for(lambda: tap not in taps(ns) and LV not in readback.links(ns), what="forced stop")
     assert cluster.api.post("/v1/networks/lv/start").status_code == 200
     assert cluster.api.get("/v1/networks/lv/ports").json() == []
+
+
+def test_running_domain_is_deleted_only_with_force(
+    cluster: Cluster, networks: dict[str, str]
+) -> None:
+    ns = networks["h2"]
+    define_domain(cluster, "gone", "h2", [mac(2, 5, 1), mac(2, 5, 2)])
+    start(cluster, "gone")
+    assert len(taps(ns)) == 2
+    r = cluster.api.delete("/v1/domains/gone")
+    assert r.status_code == 409 and "force" in r.json()["detail"]
+    r = cluster.api.delete("/v1/domains/gone?force=true&wait=20")
+    assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+    assert cluster.api.get("/v1/domains/gone").status_code == 404
+    assert taps(ns) == set() and readback.static_entries(ns) == []
+    assert cluster.api.get("/v1/networks/lv/ports").json() == []
