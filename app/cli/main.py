@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--role", choices=["reader", "operator", "admin"], default="operator")
     t.add_argument("--name", default="")
     t.set_defaults(func=_token_create)
+    from app.cli.client import add_commands  # client verbs (they need no server modules)
+
+    add_commands(sub)
     return parser
 
 
