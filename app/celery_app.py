@@ -13,6 +13,8 @@ from celery import Celery
 from app.config import Settings
 
 CONTROL_QUEUE = "control"
+#: heartbeats have their own queue so a backlog of reports cannot make a live host look down
+HEARTBEAT_QUEUE = "control.heartbeat"
 
 # Task names: the API and workers only share these strings, never code objects.
 HEARTBEAT = "virtnet.control.heartbeat"

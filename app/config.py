@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.config_basics import ConfigError, parse_listen
+
+__all__ = ["ConfigError", "Settings", "get_settings", "parse_listen"]
+
 DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
-
-
-class ConfigError(Exception):
-    """A setting has a value the service cannot run with; the message names it."""
 
 
 class Settings(BaseSettings):
@@ -69,13 +69,6 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or f"filesystem://{self.state_dir / 'broker'}"
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 @lru_cache

@@ -11,6 +11,7 @@ from celery import Celery
 from app.celery_app import (
     CONTROL_QUEUE,
     HEARTBEAT,
+    HEARTBEAT_QUEUE,
     REPORT_PORTS,
     REPORT_REALISATION,
     make_celery,
@@ -92,7 +93,7 @@ def run_control_worker(settings: Settings) -> int:
         [
             "worker",
             "-Q",
-            CONTROL_QUEUE,
+            f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}",
             "--pool",
             "solo",
             "-n",

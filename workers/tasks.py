@@ -14,6 +14,7 @@ from app.celery_app import (
     APPLY_PORTS,
     CONTROL_QUEUE,
     HEARTBEAT,
+    HEARTBEAT_QUEUE,
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
@@ -60,13 +61,13 @@ class HostAgent:
         self._send(name, kwargs, CONTROL_QUEUE)
 
     def send_heartbeat(self, *, registering: bool) -> None:
-        self.send(
-            HEARTBEAT,
-            host=self.host,
-            worker_id=self.worker_id,
-            capabilities=self.capabilities,
-            registering=registering,
-        )
+        beat = {
+            "host": self.host,
+            "worker_id": self.worker_id,
+            "capabilities": self.capabilities,
+            "registering": registering,
+        }
+        self._send(HEARTBEAT, beat, HEARTBEAT_QUEUE)
 
     def realise(self, network: dict[str, Any]) -> None:
         state, error = "active", None

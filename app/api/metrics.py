@@ -14,7 +14,7 @@ from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.celery_app import CONTROL_QUEUE, broker_options, host_queue
+from app.celery_app import CONTROL_QUEUE, HEARTBEAT_QUEUE, broker_options, host_queue
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Host, Network, Operation, Port
@@ -94,7 +94,7 @@ class StateCollector:
             "virtnet_queue_depth", "Messages waiting in a broker queue", labels=["queue"]
         )
         for queue, depth in queue_depths(
-            self.settings, [CONTROL_QUEUE, *map(host_queue, hosts)]
+            self.settings, [CONTROL_QUEUE, HEARTBEAT_QUEUE, *map(host_queue, hosts)]
         ).items():
             gauge.add_metric([queue], depth)
         return gauge

@@ -5,8 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from app.config import ConfigError, get_settings, parse_listen
+from app.config_basics import ConfigError, parse_listen
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+
+def get_settings() -> Settings:
+    """Settings are loaded (pydantic) only by commands that need them: client verbs stay fast."""
+    from app.config import get_settings as load
+
+    return load()
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:

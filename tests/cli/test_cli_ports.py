@@ -72,8 +72,10 @@ def test_waiting_gives_up_after_the_timeout_and_xml_gets_a_hint(
     assert waited.code == 1 and waited.out == ""
     assert waited.err.startswith("error: gave up waiting after 0.5 s: operation ")
     assert "(port.plug of port/" in waited.err and "goes on in the server" in waited.err
-    # the port API reads JSON only so far: the server's refusal comes with a hint
-    assert as_xml.code == 1 and "hint: this server does not read XML" in as_xml.err
+    # an incomplete <networkport> is refused with the element that is wrong (a server
+    # without XML support for ports answers with a hint instead)
+    assert as_xml.code == 1
+    assert "/networkport" in as_xml.err or "hint: this server does not read XML" in as_xml.err
     assert dumpxml.code == 1 and dumpxml.err == "error: network 'lab' has no port 'no-such-port'\n"
 
 
