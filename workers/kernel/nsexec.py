@@ -137,6 +137,14 @@ def create_taps(requests: Sequence[TapRequest]) -> list[int]:
 
 
 def _create_tap(req: TapRequest) -> None:
+    fd = _open_tap(req)
+    try:
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
+
+
+def _open_tap(req: TapRequest) -> int:
     flags = tap_flags(req.vnet_hdr, req.multi_queue)
     if req.exclusive:
         flags |= IFF_TUN_EXCL
@@ -147,9 +155,37 @@ def _create_tap(req: TapRequest) -> None:
             fcntl.ioctl(fd, TUNSETOWNER, req.uid)
         if req.gid is not None:
             fcntl.ioctl(fd, TUNSETGROUP, req.gid)
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def open_new_taps(requests: Sequence[TapRequest]) -> list[int]:
+    """Create taps that live only while their file is open: a file descriptor (>= 0) or a
+    negative errno for each request. Must run in the target namespace.
+
+    The caller marks each tap as virtnet's (its alias) and only then makes it persistent
+    (persist_taps): a worker killed in between leaves nothing behind, because the kernel
+    deletes a tap that is not persistent when its last file closes.
+    """
+    results: list[int] = []
+    for req in requests:
+        try:
+            results.append(_open_tap(req))
+        except OSError as exc:
+            results.append(-(exc.errno or errno.EIO))
+    return results
+
+
+def persist_taps(fds: Sequence[int], keep: Sequence[bool]) -> None:
+    """Make the taps whose ``keep`` is true persistent, then close every file: the others go."""
+    for fd, wanted in zip(fds, keep, strict=True):
+        try:
+            if wanted:
+                fcntl.ioctl(fd, TUNSETPERSIST, 1)
+        finally:
+            os.close(fd)
 
 
 def tun_openable() -> bool:

@@ -13,7 +13,14 @@ from typing import Any
 
 from . import links, nl, nlsock
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError, from_errno
-from .nsexec import NamespaceRunner, TapRequest, create_taps, ifindex
+from .nsexec import (
+    NamespaceRunner,
+    TapRequest,
+    create_taps,
+    ifindex,
+    open_new_taps,
+    persist_taps,
+)
 from .specs import MAC_TABLE_MANAGERS, PortRef, PortSpec, owner_alias
 
 _FDB_STATE = nl.NUD_NOARP | nl.NUD_REACHABLE  # what `bridge fdb` shows as "static"
@@ -94,8 +101,6 @@ def _config_requests(p: _Port) -> list[tuple[str, nlsock.Request]]:
         attrs += nl.nla_mac(nl.IFLA_ADDRESS, mac)
     if mtu and (link is None or link.mtu != mtu):
         attrs += nl.nla_u32(nl.IFLA_MTU, mtu)
-    if link is None:
-        attrs += nl.nla_str(nl.IFLA_IFALIAS, owner_alias(spec.owner))
     if link is None or link.master != bridge.index:
         attrs += nl.nla_u32(nl.IFLA_MASTER, bridge.index)
     out: list[tuple[str, nlsock.Request]] = []
@@ -182,22 +187,55 @@ def plug_many(
     live = [p for p in ports if p.error is None]
 
     # IFF_TUN_EXCL: EBUSY tells that the name is taken, without a look-up for every new tap
-    codes = runner.run(create_taps, [_tap_request(p.spec, True) for p in live])
+    opened = runner.run(open_new_taps, [_tap_request(p.spec, True) for p in live])
     new: list[_Port] = []
+    fds: list[int] = []
     existing: list[_Port] = []
-    for p, code in zip(live, codes, strict=True):
-        if code == 0:
+    for p, fd in zip(live, opened, strict=True):
+        if fd >= 0:
             new.append(p)
-        elif code == errno.EBUSY:
+            fds.append(fd)
+        elif -fd == errno.EBUSY:
             existing.append(p)
         else:
-            p.error = from_errno(code, f"creating tap {p.spec.tap}")
+            p.error = from_errno(-fd, f"creating tap {p.spec.tap}")
+    try:
+        _mark_new(sock, new)
+    finally:
+        # only now, with its alias set, does a new tap outlive this call; one that could not
+        # be marked goes away with its file. Closing the files before the taps come up keeps
+        # their carrier change cheap (see _config_requests).
+        persist_taps(fds, [p.error is None for p in new])
     _adopt_existing(sock, runner, existing)
+    _configure(sock, live)
+    undo = [p.index for p in new if p.error is not None and p.index]
+    links.delete_links(sock, undo)  # persistent but not set up: no half-plugged tap stays
+    for p in ports:
+        results[p.pos] = p.error
+    return results
+
+
+def _mark_new(sock: nlsock.NetlinkSocket, new: list[_Port]) -> None:
+    """Give each new tap its index and virtnet's alias, in one batch."""
     for p in new:
         p.index = ifindex(sock.fileno(), p.spec.tap)
         if not p.index:
             p.error = KernelError(f"tap {p.spec.tap} vanished right after it was created")
+    marked = [p for p in new if p.error is None]
+    requests = [
+        nlsock.Request(
+            nl.RTM_NEWLINK,
+            nl.ifinfomsg(p.index) + nl.nla_str(nl.IFLA_IFALIAS, owner_alias(p.spec.owner)),
+        )
+        for p in marked
+    ]
+    for p, reply in zip(marked, sock.transact(requests), strict=True):
+        if reply.error:
+            p.error = _config_error(p, "link", reply)
 
+
+def _configure(sock: nlsock.NetlinkSocket, live: list[_Port]) -> None:
+    """MAC, MTU, master, up, port flags and FDB for every port still without error."""
     live = [p for p in live if p.error is None]
     steps: list[tuple[_Port, str]] = []
     requests: list[nlsock.Request] = []
@@ -210,14 +248,6 @@ def plug_many(
             if step == "fdb-del" and reply.error == errno.ENOENT:
                 continue
             p.error = _config_error(p, step, reply)
-
-    # a tap this call created and could not set up is removed again: it would carry no
-    # alias, and virtnet would then refuse it as foreign on the next try
-    undo = [p.index for p in new if p.error is not None and p.index]
-    links.delete_links(sock, undo)
-    for p in ports:
-        results[p.pos] = p.error
-    return results
 
 
 def _adopt_existing(
