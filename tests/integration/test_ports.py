@@ -231,3 +231,37 @@ def test_running_domain_is_deleted_only_with_force(
     assert cluster.api.get("/v1/domains/gone").status_code == 404
     assert taps(ns) == set() and readback.static_entries(ns) == []
     assert cluster.api.get("/v1/networks/lv/ports").json() == []
+
+
+def test_bridge_mode_network_gets_libvirt_ports_on_the_existing_bridge(
+    cluster: Cluster, two_hosts: dict[str, str]
+) -> None:
+    ns = two_hosts["h1"]
+    readback.ip(ns, "link", "add", "hostbr0", "type", "bridge", "stp_state", "0")
+    readback.ip(ns, "link", "set", "hostbr0", "up")
+    cluster.api.post(
+        "/v1/networks",
+        json={
+            "name": "ext",
+            "forward": {"mode": "bridge"},
+            "bridge": {"name": "hostbr0", "mac_table_manager": "libvirt"},
+        },
+    )
+    cluster.api.post("/v1/networks/ext/start")
+    r = cluster.api.post(
+        "/v1/networks/ext/ports?wait=20",
+        json={
+            "owner": {"name": "vm", "uuid": "1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7a8b"},
+            "host": "h1",
+            "mac": "52:54:00:e0:00:01",
+        },
+    )
+    assert r.status_code == 201 and r.json()["state"] == "plugged", r.text
+    assert r.json()["actual"]["bridge"] == "hostbr0"
+    tap = r.json()["actual"]["tap"]
+    assert port_flags(ns, "hostbr0", tap) == ("0", "0")
+    assert [e["ifname"] for e in readback.static_entries(ns, "52:54:00:e0:00:01")] == [tap]
+    cluster.api.delete(f"/v1/networks/ext/ports/{r.json()['id']}?wait=20")
+    cluster.api.post("/v1/networks/ext/stop")
+    wait_for(lambda: tap not in readback.links(ns), what="tap removed")
+    assert "hostbr0" in readback.links(ns)  # never created, never deleted by virtnet
