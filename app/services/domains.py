@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.models import Domain, Operation, Port
 from app.schemas.common import compact, random_mac
-from app.schemas.port import DomainDefinition, InterfaceDef, Owner, PortRequest
+from app.schemas.port import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
 from app.services import events, operations, port_lifecycle, ports
 from app.services.context import Ctx
 from app.services.domain_state import domain_ports, set_state
@@ -79,10 +79,28 @@ def _port_request(domain: Domain, interface: InterfaceDef) -> PortRequest:
         mac=interface.mac,
         portgroup=interface.source.portgroup,
         mtu=interface.mtu,
+        vlan=interface.vlan,  # refused by ports.allocate until virtnet realises them
+        bandwidth=interface.bandwidth,
     )
 
 
+def _realisable(interface: InterfaceDef) -> None:
+    """Refuse, before anything is reserved, an interface virtnet cannot plug yet."""
+    if interface.type not in REALISED_TYPES:
+        raise Conflict(
+            f"virtnet cannot realise an interface of type {interface.type!r} yet (MAC "
+            f"{interface.mac}); it plugs types 'network' and 'bridge'"
+        )
+    if interface.virtualport is not None:
+        kind = interface.virtualport.type or "untyped"
+        raise Conflict(
+            f"virtnet does not realise virtual port profiles ({kind} <virtualport> on MAC "
+            f"{interface.mac}) yet; remove it to start"
+        )
+
+
 def _allocate(ctx: Ctx, domain: Domain, interface: InterfaceDef) -> Port:
+    _realisable(interface)
     network = None
     if interface.type == "network":
         assert interface.source.network is not None
@@ -110,6 +128,8 @@ def start(ctx: Ctx, *, name: str) -> Operation:
     if domain.state != "shut_off":
         raise Conflict(f"domain {name!r} is {domain.state}, not shut_off")
     definition = DomainDefinition.model_validate(domain.definition)
+    for interface in definition.interfaces:  # every refusal before any reservation
+        _realisable(interface)
     port_list = [_allocate(ctx, domain, i) for i in definition.interfaces]
     op = _act(ctx, domain, "domain.start", port_list, present=True)
     set_state(ctx, domain, "starting" if port_list else "running")

@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
 from app.api.routes.actions import Wait, action_response, settle
-from app.api.routes.networks import run_blocking
+from app.api.routes.networks import run_blocking, wants_xml
 from app.models import Port
+from app.schemas.network import NetworkDefinition
 from app.schemas.port import PortRequest
 from app.schemas.port_views import operation_view, port_view
 from app.services import operations, port_lifecycle, ports
+from app.services.context import Ctx
+from app.xml.port import parse_networkport, port_request, port_to_xml
 
 router = APIRouter(prefix="/v1", tags=["ports"])
 PORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PortRequest"}}},
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PortRequest"}},
+            "application/xml": {
+                "schema": {
+                    "type": "string",
+                    "description": "libvirt <networkport>; ?host= names the host",
+                }
+            },
+        },
     }
 }
+XmlHost = Annotated[
+    str | None,
+    Query(
+        description="with an XML body: the host to plug the port on (libvirt's <networkport> "
+        "does not say); a JSON body gives it as host"
+    ),
+]
+
+
+def _xml_request(ctx: Ctx, name: str, raw: bytes, host: str | None) -> PortRequest:
+    parsed = parse_networkport(raw)  # a hostile or broken body is refused before anything
+    network = ports.network_for_ports(ctx, name)
+    live = NetworkDefinition.model_validate(network.live or network.definition)
+    return port_request(parsed, host=host, network=live)
 
 
 def _port_json(port: Port, network_name: str) -> dict[str, Any]:
@@ -32,19 +57,21 @@ def _port_json(port: Port, network_name: str) -> dict[str, Any]:
 
 @router.post("/networks/{name}/ports", status_code=202, openapi_extra=PORT_BODY)
 async def create_port(
-    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
-) -> JSONResponse:
-    body, _extra = parse_json(await request.body(), PortRequest)
+    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None, host: XmlHost = None
+) -> Response:
+    if "xml" in request.headers.get("content-type", ""):
+        body = await run_blocking(_xml_request, ctx, name, await request.body(), host)
+    else:
+        body, _extra = parse_json(await request.body(), PortRequest)
     port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
     op = await run_blocking(settle, ctx, op, wait)
     if op.state in operations.FINISHED:
         port = ctx.db.get(Port, port.id, populate_existing=True) or port
     status = 201 if op.state in operations.FINISHED else 202
-    return JSONResponse(
-        _port_json(port, name),
-        status_code=status,
-        headers={"Location": f"/v1/networks/{name}/ports/{port.id}"},
-    )
+    headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
+    if wants_xml(request):
+        return Response(port_to_xml(port), status, headers, media_type="application/xml")
+    return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
 
 
 @router.get("/networks/{name}/ports")
@@ -54,9 +81,13 @@ def list_ports(name: str, ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
 
 
 @router.get("/networks/{name}/ports/{port_id}")
-def get_port(name: str, port_id: str, ctx: CtxDep, _: Reader) -> dict[str, Any]:
+def get_port(name: str, port_id: str, request: Request, ctx: CtxDep, _: Reader) -> Any:
+    """The port; with Accept: application/xml, libvirt's <networkport> (plug = actual device)."""
     network = ports.network_for_ports(ctx, name)
-    return jsonable_encoder(port_view(ports.get(ctx, network, port_id), network.name))
+    port = ports.get(ctx, network, port_id)
+    if wants_xml(request):
+        return Response(port_to_xml(port), media_type="application/xml")
+    return jsonable_encoder(port_view(port, network.name))
 
 
 @router.delete("/networks/{name}/ports/{port_id}", status_code=202)
