@@ -34,12 +34,16 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
 
     if op.kind == "domain.start":
         if op.error:
-            # libvirt's rule: a domain that cannot get all its interfaces does not run
+            # libvirt's rule: a domain that cannot get all its interfaces does not run. It is
+            # shut off once the interfaces already plugged are unplugged and released, so a
+            # retry never finds their MACs or taps still taken.
             live = [p for p in domain_ports(ctx, domain) if p.state != "unplugging"]
-            port_lifecycle.unplug(ctx, live, kind="domain.rollback", target=op.target)
-            set_state(ctx, domain, "shut_off", op.error)
+            port_lifecycle.unplug(ctx, live, kind="domain.start.rollback", target=op.target)
+            set_state(ctx, domain, "stopping" if live else "shut_off", op.error)
         else:
             set_state(ctx, domain, "running")
+    elif op.kind == "domain.start.rollback":
+        set_state(ctx, domain, "shut_off", domain.error)
     elif op.kind == "domain.stop":
         set_state(ctx, domain, "shut_off", op.error)
     elif op.kind == "domain.suspend" and not op.error:

@@ -75,6 +75,10 @@ def test_every_kind_arrives_once_in_order_and_replays(
             },
         )
         assert api.post("/v1/domains/bad/start?wait=20").json()["state"] == "failed"
+        wait_for(
+            lambda: api.get("/v1/domains/bad").json()["status"]["state"] == "shut_off",
+            what="rolled-back start settled",
+        )
         api.post("/v1/networks/ev/stop")
         api.delete("/v1/networks/ev")
         cluster.kill("h2", signal.SIGKILL)
@@ -117,8 +121,8 @@ def test_every_kind_arrives_once_in_order_and_replays(
         "domain.stopped",
         "domain.defined",
         "port.failed",
-        "domain.stopped",
         "port.unplugged",
+        "domain.stopped",
         "network.stopped",
         "network.undefined",
         "host.down",
