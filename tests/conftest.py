@@ -8,6 +8,7 @@ import pytest
 from app.cli.server import upgrade_database
 from app.config import Settings
 from tests import services
+from tests.cluster import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,16 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return services.redis_test_url()
+
+
+@pytest.fixture
+def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
+    """The real API (in-process, and over HTTP on demand) and worker processes it starts."""
+    c = Cluster(settings, tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 @pytest.fixture

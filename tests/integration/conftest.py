@@ -1,26 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from app.config import Settings
 from tests import netns
 from tests.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(autouse=True)
+def _needs_namespaces() -> None:
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
-    c = Cluster(settings, tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

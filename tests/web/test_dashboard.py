@@ -65,15 +65,6 @@ def page(browser: sync_api.BrowserContext) -> Iterator[sync_api.Page]:
 
 
 @pytest.fixture
-def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(settings, tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
 def host(cluster: Cluster) -> Iterator[str | None]:
     """A host worker "h1" in a throwaway namespace (and the control worker), when possible."""
     if not netns.can_create_namespaces():
