@@ -7,7 +7,7 @@ import pytest
 
 from app.cli.server import upgrade_database
 from app.config import Settings
-from tests import services
+from tests import netns, services
 from tests.cluster import Cluster
 
 
@@ -39,6 +39,21 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def two_hosts(cluster: Cluster) -> Iterator[dict[str, str]]:
+    """Two simulated hosts, each a namespace with a host worker, and the control worker."""
+    if not netns.can_create_namespaces():
+        pytest.skip("needs root and ip netns")
+    with netns.namespace("h1") as ns1, netns.namespace("h2") as ns2:
+        hosts = {"h1": ns1, "h2": ns2}
+        cluster.start_control()
+        for host, ns in hosts.items():
+            cluster.start_host(host, ns)
+        cluster.wait_hosts_up(*hosts)
+        yield hosts
+        cluster.close()  # workers stop before their namespaces go
 
 
 @pytest.fixture

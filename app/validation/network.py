@@ -94,10 +94,6 @@ def subnets(definition: NetworkDefinition) -> list[Subnet]:
 def structure_problems(definition: NetworkDefinition) -> list[Problem]:
     problems: list[Problem] = []
     mode = definition.forward.mode
-    if mode == "bridge" and definition.bridge.name is None and definition.forward.dev is None:
-        problems.append(
-            Problem(("bridge", "name"), "forward mode 'bridge' needs the existing host bridge name")
-        )
     if mode not in BRIDGE_MODES and definition.ips:
         problems.append(Problem(("ips",), f"forward mode {mode!r} networks cannot have addresses"))
     if mode == "bridge" and definition.ips:
@@ -147,6 +143,9 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
     features: list[str] = []
     if d.forward.mode not in BRIDGE_MODES:
         features.append(f"forward mode '{d.forward.mode}' (macvtap/SR-IOV)")
+    if d.forward.mode == "bridge" and d.bridge.name is None:
+        # libvirt too defines this and fails only at start
+        features.append("forward mode 'bridge' without an existing host bridge (bridge.name)")
     checks = [
         (bool(d.ips), "IP addresses, DHCP and NAT/routing rules on the bridge (ips)"),
         (bool(d.routes), "static routes (routes)"),

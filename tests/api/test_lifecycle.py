@@ -131,3 +131,11 @@ def test_start_refuses_features_not_realised_yet_and_names_them(client: TestClie
         says="VLAN",
     )
     assert client.get("/v1/networks/v").status_code == 404
+
+
+def test_bridge_mode_without_a_bridge_is_defined_but_does_not_start(client: TestClient) -> None:
+    # as in libvirt: the definition is kept (e.g. an Open vSwitch network), start says why not
+    r = client.post("/v1/networks", json={"name": "nobr", "forward": {"mode": "bridge"}})
+    assert r.status_code == 201 and "name" not in r.json()["bridge"] and "mac" not in r.json()
+    assert_problem(client.post("/v1/networks/nobr/start"), 409, says="bridge.name")
+    assert client.get("/v1/networks/nobr").json()["status"]["state"] == "inactive"

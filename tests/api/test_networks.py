@@ -164,7 +164,6 @@ BAD_FIELDS = [
         "portgroups.1.default",
     ),
     ({"portgroups": [{"name": "a"}, {"name": "a"}]}, "portgroups.1.name"),
-    ({"forward": {"mode": "bridge"}}, "bridge.name"),
 ]
 
 

@@ -6,14 +6,13 @@ import pytest
 
 from tests.cli.conftest import Result, Virtnet, fields, make_token, table
 from tests.cluster import Cluster
-from tests.integration.conftest import cluster, two_hosts  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
 
 def test_verbs_wait_for_hosts_and_report_a_failed_operation(
-    cluster: Cluster,  # noqa: F811 - the fixture imported above
-    two_hosts: dict[str, str],  # noqa: F811
+    cluster: Cluster,
+    two_hosts: dict[str, str],
 ) -> None:
     virtnet = Virtnet(cluster.serve_http(), cluster.settings, make_token(cluster.settings, "admin"))
     network = {

@@ -17,7 +17,6 @@ from app.xml.domain_format import domain_to_xml
 from tests.api.conftest import assert_problem
 from tests.api.test_ports_api import add_host
 from tests.cluster import Cluster
-from tests.integration.conftest import cluster, two_hosts  # noqa: F401  (fixtures)
 from tests.kernel import readback
 from tests.xml.test_hostile_xml import LAUGHS
 
@@ -336,8 +335,8 @@ def test_billion_laughs_domain_update_gets_400_and_changes_nothing(
 
 @pytest.mark.integration
 def test_a_started_xml_domain_shows_the_tap_its_host_made(
-    cluster: Cluster,  # noqa: F811
-    two_hosts: dict[str, str],  # noqa: F811
+    cluster: Cluster,
+    two_hosts: dict[str, str],
 ) -> None:
     api = cluster.api
     bridge = {"name": "vnxml0", "stp": False, "mac_table_manager": "libvirt"}

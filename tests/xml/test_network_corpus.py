@@ -26,11 +26,6 @@ EXPECTED_FAILURES = {
         "test, but libvirt's own define refuses it too (networkValidate: \"Unsupported <ip> "
         "element in network local with forward mode='passthrough'\"), as virtnet does (422)"
     ),
-    "openvswitch-net.xml": (
-        "forward mode 'bridge' with neither <bridge name> nor a forward device: libvirt defines "
-        "it and only fails at net-start; virtnet refuses it at define (422, field bridge.name), "
-        "a rule its JSON API already tests (tests/api/test_networks.py BAD_FIELDS)"
-    ),
 }
 TWINNED = [name for name in files(IN) if (OUT / name).exists()]
 REFUSED = [name for name in files(IN) if not (OUT / name).exists()]
