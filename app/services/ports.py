@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
 
 from app.celery_app import APPLY_PORTS, host_queue
 from app.models import Host, Network, Port
@@ -20,8 +20,17 @@ TAP_PREFIX = "vnet"
 
 
 def lock_host(ctx: Ctx, name: str) -> Host:
-    """The host row, locked so allocations on one host take turns (tap names stay unique)."""
-    host = ctx.db.scalar(select(Host).where(Host.name == name).with_for_update())
+    """Make allocations on one host take turns (so tap names stay unique), and check it is up.
+
+    The turn is a transaction-scoped advisory lock, not a lock on the host's row: the row is
+    what heartbeats update, and a heartbeat queued behind a burst of allocations would make a
+    busy host look down. SQLite serialises writers anyway.
+    """
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"virtnet.host.{name}"}
+        )
+    host = ctx.db.get(Host, name, populate_existing=True)
     if host is None:
         raise NotFound(f"host {name!r} has never registered; start 'virtnet worker' there")
     if not ctx.host_is_up(host.last_seen):
