@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -13,10 +14,8 @@ from tests.cluster import Cluster, wait_for
 
 
 def read_events(response: httpx.Response, into: list[dict[str, Any]]) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):  # the test closes the stream under the reader
         _read_events(response, into)
-    except httpx.HTTPError:
-        pass  # the test closed the stream under the reader's feet
 
 
 def _read_events(response: httpx.Response, into: list[dict[str, Any]]) -> None:
