@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     broker_url: str = ""
     host_name: str = Field(default_factory=socket.gethostname)
     listen: str = "127.0.0.1:8080"
+    api_workers: int = Field(default=1, ge=1, le=64)
     bootstrap_token: str | None = None
     #: the network namespace this machine's host worker works in (`virtnet serve`)
     netns: str | None = None

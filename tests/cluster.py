@@ -88,6 +88,28 @@ class Cluster:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def start_api(self, workers: int = 1) -> str:
+        """The API as its own process (`virtnet api`, ``workers`` uvicorn processes)."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**self.env(), "VIRTNET_API_WORKERS": str(workers)}
+        self._spawn("api", ["api", "--listen", f"127.0.0.1:{port}"], env)
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            import httpx
+
+            try:
+                return httpx.get(f"{base}/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=30, what=f"API process\n{self.logs()}")
+        return base
+
     def serve_http(self) -> str:
         """The same API over real HTTP (uvicorn in a thread), for concurrent clients."""
         import socket

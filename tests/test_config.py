@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.cli.server import upgrade_database
@@ -15,6 +16,7 @@ from app.db import get_sessionmaker
 from app.services import tokens
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
+from tests.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +82,11 @@ def test_bootstrap_token_becomes_admin_on_a_new_database(tmp_path: Path) -> None
     virtnet("db", "upgrade", VIRTNET_DATABASE_URL=url, VIRTNET_BOOTSTRAP_TOKEN="vn_other")
     with get_sessionmaker(url)() as session:
         assert len(tokens.listing(Ctx(session, Outbox(None), settings))) == 1
+
+
+def test_api_runs_several_worker_processes(cluster: Cluster) -> None:
+    base = cluster.start_api(workers=2)
+    replies = [httpx.get(f"{base}/v1/health", timeout=5) for _ in range(4)]
+    assert {r.status_code for r in replies} == {200}
+    listed = httpx.get(f"{base}/v1/networks", headers=dict(cluster.api.headers), timeout=5)
+    assert listed.status_code == 200 and listed.json()["total"] == 0

@@ -41,7 +41,19 @@ def run_api(settings: Settings, listen: str | None) -> None:
     from app.api.main import create_app
 
     host, port = parse_listen(listen or settings.listen)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    if settings.api_workers > 1:
+        # each worker process builds its app from the same VIRTNET_* environment
+        uvicorn.run(
+            "app.api.main:create_app",
+            factory=True,
+            workers=settings.api_workers,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
 def create_token(settings: Settings, *, role: str, name: str) -> str:
