@@ -45,3 +45,22 @@ def test_plugged_taps_are_persistent_and_marked(host: HostNet, ns: str) -> None:
     for spec in specs:
         assert found[spec.tap]["ifalias"] == f"virtnet:{spec.owner}"
         assert found[spec.tap]["master"] == "brc"
+
+
+def test_bridge_left_unlabelled_by_a_killed_worker_is_still_ours(host: HostNet, ns: str) -> None:
+    from workers.kernel import BridgeSpec
+    from workers.kernel.specs import CREATING_GROUP
+
+    # what a worker killed between creating a bridge and labelling it leaves behind
+    readback.ip(ns, "link", "add", "brhalf", "group", str(CREATING_GROUP), "type", "bridge")
+    readback.ip(ns, "link", "add", "brforeign", "type", "bridge")
+    owned = {d.name: d.owner for d in host.owned_devices()}
+    assert owned.get("brhalf") == "" and "brforeign" not in owned
+    result = host.ensure_bridge(BridgeSpec("brhalf", "net-1", stp=False))
+    assert result.created
+    link = readback.links(ns)["brhalf"]
+    assert link["ifalias"] == "virtnet:net-1" and link.get("group") in (None, "default", 0)
+    # one nobody wants any more is removed by reconcile like any device virtnet owns
+    readback.ip(ns, "link", "add", "brgone", "group", str(CREATING_GROUP), "type", "bridge")
+    assert host.remove_bridge("brgone", "") is True
+    assert "brgone" not in readback.links(ns) and "brforeign" in readback.links(ns)

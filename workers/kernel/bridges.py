@@ -7,7 +7,7 @@ import secrets
 
 from . import links, nl, nlsock
 from .errors import BridgeMissing, KernelError, from_errno
-from .specs import BridgeResult, BridgeSpec, owner_alias
+from .specs import CREATING_GROUP, BridgeResult, BridgeSpec, owner_alias
 
 # forward delay is in clock_t (1/100 s) on the wire; with STP on the kernel refuses values
 # outside 2..30 s (ERANGE) and raises a smaller one to 2 s when STP starts
@@ -57,6 +57,7 @@ def _bridge_data(stp: bool | None, delay: int | None, vlan: bool | None) -> byte
 
 def _create(sock: nlsock.NetlinkSocket, spec: BridgeSpec, vlan: bool) -> nlsock.Reply:
     body = nl.ifinfomsg(flags=nl.IFF_UP, change=nl.IFF_UP) + nl.nla_str(nl.IFLA_IFNAME, spec.name)
+    body += nl.nla_u32(nl.IFLA_GROUP, CREATING_GROUP)
     if spec.mac is not None:
         body += nl.nla_mac(nl.IFLA_ADDRESS, spec.mac)
     body += _bridge_data(spec.stp, effective_delay(spec), True if vlan else None)
@@ -85,13 +86,11 @@ def ensure_bridge(
             links.raise_for(reply, f"creating bridge {spec.name}")
             created = True
             index = nl.parse_link(reply.payloads[0]).index if reply.payloads else 0
-            index = index or _index_of(sock, spec.name)
-            body = nl.ifinfomsg(index) + nl.nla_str(nl.IFLA_IFALIAS, owner_alias(spec.owner))
-            if spec.mtu is not None:
-                # set after creation, like libvirt: only an MTU changed on a live bridge is
-                # kept; one given at creation follows the smallest port MTU
-                body += nl.nla_u32(nl.IFLA_MTU, spec.mtu)
-            links.raise_for(sock.request(nl.RTM_NEWLINK, body), f"labelling bridge {spec.name}")
+            _label(sock, spec, index or _index_of(sock, spec.name))
+        link = links.get_link(sock, spec.name)
+    if link is not None and links.half_made(link) and links.device_kind(link) == "bridge":
+        _label(sock, spec, link.index)  # a worker died between creating and labelling it
+        created = True
         link = links.get_link(sock, spec.name)
         if link is None:
             raise KernelError(f"{what}: bridge vanished while being created", errno.ENODEV)
@@ -109,6 +108,16 @@ def ensure_bridge(
         )
     result = BridgeResult(spec.name, created, vlan_now, degraded)
     return result, vlan_supported
+
+
+def _label(sock: nlsock.NetlinkSocket, spec: BridgeSpec, index: int) -> None:
+    body = nl.ifinfomsg(index) + nl.nla_str(nl.IFLA_IFALIAS, owner_alias(spec.owner))
+    body += nl.nla_u32(nl.IFLA_GROUP, 0)
+    if spec.mtu is not None:
+        # set after creation, like libvirt: only an MTU changed on a live bridge is
+        # kept; one given at creation follows the smallest port MTU
+        body += nl.nla_u32(nl.IFLA_MTU, spec.mtu)
+    links.raise_for(sock.request(nl.RTM_NEWLINK, body), f"labelling bridge {spec.name}")
 
 
 def _index_of(sock: nlsock.NetlinkSocket, name: str) -> int:

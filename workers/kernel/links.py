@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from . import nl, nlsock
 from .errors import DeviceConflict, KernelError, from_errno
-from .specs import ALIAS_PREFIX, owner_alias
+from .specs import ALIAS_PREFIX, CREATING_GROUP, owner_alias
 
 # '%' too: TUNSETIFF would take "vnet%d" as a template and pick a name itself
 _IFNAME = re.compile(r"^[^/\s:%]{1,15}$")
@@ -87,13 +87,22 @@ def device_kind(link: nl.Link) -> str:
 def owner_of(link: nl.Link) -> str | None:
     if link.alias and link.alias.startswith(ALIAS_PREFIX):
         return link.alias[len(ALIAS_PREFIX) :]
+    if half_made(link):
+        return ""
     return None
+
+
+def half_made(link: nl.Link) -> bool:
+    """Created by virtnet, which died before it could set the alias (see CREATING_GROUP)."""
+    return not link.alias and link.group == CREATING_GROUP
 
 
 def require_owned(link: nl.Link, owner: str, kind: str, what: str) -> None:
     """Raise DeviceConflict unless ``link`` is a ``kind`` virtnet created for ``owner``."""
     actual = device_kind(link)
     found = owner_of(link)
+    if half_made(link) and actual == kind:
+        return  # ours, unlabelled: the caller labels or removes it
     if link.alias != owner_alias(owner):
         whose = (
             f"virtnet created it for {found!r}, not {owner!r}"

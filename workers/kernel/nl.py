@@ -174,6 +174,7 @@ class Link:
     master: int | None
     kind: str | None
     info: dict[int, bytes] = field(default_factory=dict)
+    group: int = 0
     slave_kind: str | None = None
     slave_info: dict[int, bytes] = field(default_factory=dict)
 
@@ -194,6 +195,7 @@ def parse_link(body: bytes) -> Link:
         mtu=attr_u32(attrs, IFLA_MTU),
         mac=mac_str(address) if address and len(address) == 6 else None,
         alias=attr_str(attrs, IFLA_IFALIAS),
+        group=attr_u32(attrs, IFLA_GROUP) or 0,
         master=attr_u32(attrs, IFLA_MASTER),
         kind=attr_str(linkinfo, IFLA_INFO_KIND),
         info=parse_attrs(linkinfo[IFLA_INFO_DATA]) if IFLA_INFO_DATA in linkinfo else {},

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALIAS_PREFIX = "virtnet:"
+#: link group a bridge is created in, atomically, until its alias is set: the kernel ignores
+#: an alias in the creating message, and a worker killed between the two must still find
+#: the bridge its own
+CREATING_GROUP = 0x766E7400
 MAC_TABLE_MANAGERS = ("kernel", "libvirt")
 
 
