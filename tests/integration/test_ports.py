@@ -119,6 +119,10 @@ def test_domains_get_libvirt_ports_with_static_fdb_and_forwarding(
             lv_fds = {k: fds[k] for k in (a_lv["actual"]["tap"], b_lv["actual"]["tap"])}
             kn_fds = {k: fds[k] for k in (a_kn["actual"]["tap"], b_kn["actual"]["tap"])}
 
+            # an opened tap gets its carrier, and its bridge port starts forwarding, through
+            # the kernel's linkwatch, which may take up to a second on a loaded machine
+            readback.wait_forwarding(ns, LV, list(lv_fds))
+            readback.wait_forwarding(ns, KN, list(kn_fds))
             b_tap, b_kn_tap = b_lv["actual"]["tap"], b_kn["actual"]["tap"]
             assert send(fds, a_lv, b_lv["mac"], lv_fds, {b_tap}) == {b_tap}
             assert send(fds, a_lv, "52:54:00:99:99:99", lv_fds, set()) == set()
