@@ -27,6 +27,8 @@ class TapOptions(Strict):
 
 
 class PortRequest(TapOptions):
+    #: the port's id; generated when absent (libvirt's <networkport><uuid>)
+    id: UUID | None = None
     owner: Owner
     host: HostName
     mac: MacAddress | None = None

@@ -127,8 +127,11 @@ def allocate(
     assert bridge is not None
     mac = request.mac or random_mac()
     tap = _check_room(ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap)
+    port_id = str(request.id or uuid.uuid4())
+    if request.id is not None and ctx.db.get(Port, port_id) is not None:
+        raise Conflict(f"a port with id {port_id} already exists")
     port = Port(
-        id=str(uuid.uuid4()),
+        id=port_id,
         network_id=network.id if network else None,
         domain_id=domain_id,
         host=request.host,

@@ -192,7 +192,6 @@ def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
 
 #: what a port request cannot carry in virtnet (yet): model field, why
 UNREALISED = (
-    ("uuid", "virtnet assigns a port's uuid (the id in the Location header): leave it out"),
     ("virtualport", "virtnet does not realise virtual port profiles yet"),
     ("class_id", "a QoS class id is assigned by the network, not requested"),
     ("port_isolated", "virtnet does not realise port isolation yet"),
@@ -239,6 +238,7 @@ def port_request(
     try:
         return PortRequest.model_validate(
             {
+                "id": port.uuid,
                 "owner": port.owner,
                 "host": host,
                 "mac": port.mac,

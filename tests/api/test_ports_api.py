@@ -77,6 +77,7 @@ BAD_PORTS = [
     ({"host": "hostA"}, 422, "owner"),
     (port(owner={"name": "vm1", "uuid": "x"}), 422, "owner.uuid"),
     (port(tap="mine0"), 422, "tap"),
+    (port(id="not-a-uuid"), 422, "id"),
     (port(host="unknown"), 404, None),
     (port(host="gone"), 409, None),
     (port(portgroup="nope"), 422, None),
@@ -164,3 +165,11 @@ def test_domain_definitions(client: TestClient, active_net: str) -> None:
     assert_problem(client.delete("/v1/domains/vm1/interfaces/52:54:00:00:00:99"), 404)
     assert client.delete("/v1/domains/vm1").status_code == 204
     assert_problem(client.get("/v1/domains/vm1"), 404)
+
+
+def test_a_requested_port_id_is_kept(client: TestClient, active_net: str) -> None:
+    wanted = "0b7a7c52-7d6e-4f3a-9c1b-2a3b4c5d6e7f"
+    r = client.post("/v1/networks/n/ports", json=port(id=wanted))
+    assert r.status_code == 202 and r.json()["id"] == wanted
+    assert_problem(client.post("/v1/networks/n/ports", json=port(id=wanted)), 409, says=wanted)
+    assert [p["id"] for p in client.get("/v1/networks/n/ports").json()] == [wanted]

@@ -207,7 +207,6 @@ REFUSED = [
         f"{N}/plug/@macTableManager",
         "'libvirt'",
     ),
-    ("uuid", "<uuid>5d744f21-ba4a-4d6e-bdb2-30a35ff3207d</uuid>", 422, f"{N}/uuid", "assigns"),
     ("virtualport", "<virtualport type='openvswitch'/>", 422, f"{N}/virtualport", "virtual port"),
     ("isolated", "<port isolated='yes'/>", 422, f"{N}/port/@isolated", "isolation"),
     ("trust", "<rxfilters trustGuest='yes'/>", 422, f"{N}/rxfilters/@trustGuest", "rx filters"),
@@ -267,3 +266,12 @@ def test_json_ports_are_unchanged_and_lists_stay_json(client: TestClient, net: s
     assert r.status_code == 202 and r.json()["actual"]["bridge"] == "virbr7"
     listed = client.get("/v1/networks/n/ports", headers=ACCEPT)
     assert listed.headers["content-type"] == "application/json"
+
+
+def test_a_requested_uuid_becomes_the_port_id_once(client: TestClient, net: str) -> None:
+    wanted = "5d744f21-ba4a-4d6e-bdb2-30a35ff3207d"
+    r = post(client, port_xml(f"<uuid>{wanted}</uuid>"))
+    assert r.status_code == 202, r.text
+    assert r.json()["id"] == wanted and r.headers["location"].endswith(wanted)
+    again = post(client, port_xml(f"<uuid>{wanted}</uuid>", "<mac address='52:54:00:00:00:77'/>"))
+    assert_problem(again, 409, says="already exists")
