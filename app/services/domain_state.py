@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app.models import Domain, Operation, Port
 from app.services import events
 from app.services.context import Ctx
+from app.services.port_queries import domain_ports
 
 _EVENTS = {"paused": "domain.suspended", "shut_off": "domain.stopped"}
 
@@ -22,11 +21,6 @@ def set_state(ctx: Ctx, domain: Domain, state: str, error: str | None = None) ->
         kind = "domain.resumed" if before == "paused" else "domain.started"
     if kind:
         events.publish(ctx, kind, f"domain/{domain.name}", uuid=domain.uuid, error=error)
-
-
-def domain_ports(ctx: Ctx, domain: Domain) -> list[Port]:
-    query = select(Port).where(Port.domain_id == domain.id).order_by(Port.created_at, Port.id)
-    return list(ctx.db.scalars(query))
 
 
 def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port]) -> None:

@@ -12,8 +12,9 @@ from app.schemas.common import compact, random_mac
 from app.schemas.port import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
 from app.services import events, operations, port_lifecycle, ports
 from app.services.context import Ctx
-from app.services.domain_state import domain_ports, set_state
+from app.services.domain_state import set_state
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
+from app.services.port_queries import domain_ports
 
 
 def get(ctx: Ctx, name: str) -> Domain:

@@ -45,8 +45,7 @@ def heartbeat(
     ctx.db.flush()
     if comeback:
         realisation.plan_host_up(ctx, name)
-    ctx.db.commit()
-    ctx.outbox.flush()
+    ctx.commit(conflict=f"host {name!r} registered twice at the same time; it will retry")
 
 
 def sweep(ctx: Ctx) -> list[str]:

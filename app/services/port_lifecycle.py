@@ -84,8 +84,7 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             _finish(ctx, op)
     if stale:
         ports.send(ctx, stale, present=False)
-    ctx.db.commit()
-    ctx.outbox.flush()
+    ctx.commit(conflict=race("a port being released"))
 
 
 def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:

@@ -1,15 +1,22 @@
-"""Read-only questions about ports that the network lifecycle asks."""
+"""Read-only questions about ports, asked by networks, domains, hosts and the API."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.models import Port
+from app.models import Domain, Port
 from app.services.context import Ctx
+
+_IN_ORDER = (Port.created_at, Port.id)
 
 
 def network_ports(ctx: Ctx, network_id: int) -> list[Port]:
-    query = select(Port).where(Port.network_id == network_id).order_by(Port.host, Port.tap)
+    query = select(Port).where(Port.network_id == network_id).order_by(*_IN_ORDER)
+    return list(ctx.db.scalars(query))
+
+
+def domain_ports(ctx: Ctx, domain: Domain) -> list[Port]:
+    query = select(Port).where(Port.domain_id == domain.id).order_by(*_IN_ORDER)
     return list(ctx.db.scalars(query))
 
 

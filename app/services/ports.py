@@ -186,8 +186,3 @@ def get(ctx: Ctx, network: Network, port_id: str) -> Port:
     if port is None or port.network_id != network.id:
         raise NotFound(f"network {network.name!r} has no port {port_id!r}")
     return port
-
-
-def listing(ctx: Ctx, network: Network) -> list[Port]:
-    query = select(Port).where(Port.network_id == network.id).order_by(Port.created_at, Port.id)
-    return list(ctx.db.scalars(query))

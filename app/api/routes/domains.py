@@ -17,7 +17,7 @@ from app.schemas.port import DomainDefinition, InterfaceDef
 from app.schemas.port_views import domain_view
 from app.services import domains
 from app.services.context import Ctx
-from app.services.domain_state import domain_ports
+from app.services.port_queries import domain_ports
 from app.xml.domain import domain_from_xml
 from app.xml.domain_format import domain_to_xml
 

@@ -16,7 +16,7 @@ from app.models import Port
 from app.schemas.network import NetworkDefinition
 from app.schemas.port import PortRequest
 from app.schemas.port_views import operation_view, port_view
-from app.services import operations, port_lifecycle, ports
+from app.services import operations, port_lifecycle, port_queries, ports
 from app.services.context import Ctx
 from app.xml.port import parse_networkport, port_request, port_to_xml
 
@@ -77,7 +77,10 @@ async def create_port(
 @router.get("/networks/{name}/ports")
 def list_ports(name: str, ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
     network = ports.network_for_ports(ctx, name)
-    return [jsonable_encoder(port_view(p, network.name)) for p in ports.listing(ctx, network)]
+    return [
+        jsonable_encoder(port_view(p, network.name))
+        for p in port_queries.network_ports(ctx, network.id)
+    ]
 
 
 @router.get("/networks/{name}/ports/{port_id}")
