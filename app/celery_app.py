@@ -48,8 +48,20 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     }
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, *, host: str | None = None) -> Celery:
+    """``host``: the Celery app of that host's worker, which keeps its bookkeeping of
+    unacknowledged messages under its own Redis keys (its broker user may touch no others)."""
     url, transport_options = broker_options(settings)
+    if url.startswith("redis"):
+        # one Redis list per queue (no priority sub-queues): exact key names for ACL users
+        transport_options["priority_steps"] = [0]
+        if host is not None:
+            queue = host_queue(host)
+            transport_options.update(
+                unacked_key=f"unacked:{queue}",
+                unacked_index_key=f"unacked_index:{queue}",
+                unacked_mutex_key=f"unacked_mutex:{queue}",
+            )
     celery = Celery("virtnet", broker=url, set_as_current=False)
     celery.conf.update(
         broker_transport_options=transport_options,
@@ -64,12 +76,19 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         broker_heartbeat=0,
+        # no remote control: its broadcast channels would be one more way in for any client
+        worker_enable_remote_control=False,
     )
     return celery
 
 
-def task_sender(celery: Celery) -> Callable[[str, dict[str, Any], str], None]:
-    """A sender that keeps one broker connection per thread instead of one per message."""
+def task_sender(
+    celery: Celery, *, declare: bool = True
+) -> Callable[[str, dict[str, Any], str], None]:
+    """A sender that keeps one broker connection per thread instead of one per message.
+
+    ``declare=False``: only push (host workers, whose broker user may write the control
+    queues but not read them; their consumer declares them)."""
     local = threading.local()
 
     def send(name: str, kwargs: dict[str, Any], queue: str) -> None:
@@ -84,6 +103,7 @@ def task_sender(celery: Celery) -> Callable[[str, dict[str, Any], str], None]:
             producer=producer,
             argsrepr="()",
             kwargsrepr=f"<{len(kwargs)} kwargs>",
+            **({} if declare else {"declare": []}),
         )
 
     return send

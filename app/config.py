@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     missed_heartbeats: int = Field(default=3, ge=1, le=1000)
     broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)
+    #: the control plane's secret from which each host's report key is derived
+    report_secret: str | None = Field(default=None, min_length=16)
+    #: a host worker's own key (`virtnet host-key NAME` prints it)
+    host_key: str | None = Field(default=None, min_length=16)
+    #: when set, GET /metrics wants `Authorization: Bearer <this>`
+    metrics_token: str | None = Field(default=None, min_length=16)
+
+    @field_validator("report_secret", "host_key", "metrics_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("database_url")
     @classmethod

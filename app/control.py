@@ -19,6 +19,7 @@ from app.celery_app import (
 )
 from app.config import Settings
 from app.db import get_sessionmaker
+from app.host_identity import report_secret, verified_host
 from app.services import hosts, networks, port_lifecycle, realisation
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
@@ -29,14 +30,35 @@ log = logging.getLogger("virtnet.control")
 def register_control_tasks(celery: Celery, settings: Settings) -> None:
     sessions = get_sessionmaker(settings.effective_database_url)
     send = task_sender(celery)
+    secret = report_secret(settings, create=True)
+    assert secret is not None
 
     def ctx_for(session: Any) -> Ctx:
         return Ctx(db=session, outbox=Outbox(send), settings=settings)
 
-    @celery.task(name=HEARTBEAT, ignore_result=True)
+    def genuine(task: Any) -> bool:
+        """Only a message signed with the key of the host it names is recorded."""
+        kwargs = dict(task.request.kwargs or {})
+        if verified_host(secret, task.name, kwargs) is not None:
+            return True
+        log.warning(
+            "refused %s claiming host %r: not signed with that host's key",
+            task.name,
+            kwargs.get("host"),
+        )
+        return False
+
+    @celery.task(name=HEARTBEAT, ignore_result=True, bind=True)
     def heartbeat(
-        host: str, worker_id: str, capabilities: dict[str, Any], registering: bool = False
+        self: Any,
+        host: str,
+        worker_id: str,
+        capabilities: dict[str, Any],
+        registering: bool = False,
+        signature: str | None = None,
     ) -> None:
+        if not genuine(self):
+            return
         with sessions() as session:
             hosts.heartbeat(
                 ctx_for(session),
@@ -46,10 +68,18 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 registering=registering,
             )
 
-    @celery.task(name=REPORT_REALISATION, ignore_result=True)
+    @celery.task(name=REPORT_REALISATION, ignore_result=True, bind=True)
     def report_realisation(
-        host: str, network_id: int, generation: int, state: str, error: str | None = None
+        self: Any,
+        host: str,
+        network_id: int,
+        generation: int,
+        state: str,
+        error: str | None = None,
+        signature: str | None = None,
     ) -> None:
+        if not genuine(self):
+            return
         with sessions() as session:
             realisation.record_report(
                 ctx_for(session),
@@ -60,8 +90,12 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 error=error,
             )
 
-    @celery.task(name=REPORT_PORTS, ignore_result=True)
-    def report_ports(host: str, results: list[dict[str, Any]]) -> None:
+    @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
+    def report_ports(
+        self: Any, host: str, results: list[dict[str, Any]], signature: str | None = None
+    ) -> None:
+        if not genuine(self):
+            return
         with sessions() as session:
             port_lifecycle.record(ctx_for(session), host=host, results=results)
 

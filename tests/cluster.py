@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.api.main import create_app
 from app.config import Settings
 from app.db import get_sessionmaker
+from app.host_identity import host_key
 from app.services import tokens
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
@@ -43,6 +45,7 @@ class Cluster:
         self.settings = settings
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.report_secret = secrets.token_hex(16)
         with get_sessionmaker(settings.effective_database_url)() as session:
             _, secret = tokens.create(Ctx(session, Outbox(None), settings), role="admin")
         self.api = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
@@ -56,6 +59,7 @@ class Cluster:
             VIRTNET_STATE_DIR=str(s.state_dir),
             VIRTNET_HEARTBEAT_SECONDS=str(s.heartbeat_seconds),
             VIRTNET_MISSED_HEARTBEATS=str(s.missed_heartbeats),
+            VIRTNET_REPORT_SECRET=self.report_secret,
         )
         return env
 
@@ -76,6 +80,8 @@ class Cluster:
     def start_host(self, host: str, netns: str) -> None:
         env = self.env()
         del env["VIRTNET_DATABASE_URL"]  # host workers hold no database credentials
+        del env["VIRTNET_REPORT_SECRET"]  # ... nor the secret: only their own key
+        env["VIRTNET_HOST_KEY"] = host_key(self.report_secret, host)
         self._spawn(host, ["worker", "--host", host, "--netns", netns], env)
 
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:

@@ -67,3 +67,11 @@ def settings(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
         heartbeat_seconds=0.5,
         missed_heartbeats=4,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start building the fresh-install venv early if a selected test needs it."""
+    if any("fresh_venv" in getattr(item, "fixturenames", ()) for item in items):
+        from tests.deploy import fresh_venv
+
+        fresh_venv.start()

@@ -8,6 +8,7 @@ import uuid
 
 from app.celery_app import host_queue, make_celery
 from app.config import Settings
+from app.host_identity import own_host_key
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
@@ -32,8 +33,16 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         from app.config import ConfigError
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
-    celery = make_celery(settings)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex)
+    key = own_host_key(settings, name)
+    if key is None:
+        from app.config import ConfigError
+
+        raise ConfigError(
+            f"VIRTNET_HOST_KEY is not set: run 'virtnet host-key {name}' where the control "
+            "worker runs (it needs VIRTNET_REPORT_SECRET) and give this worker its output"
+        )
+    celery = make_celery(settings, host=name)
+    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex, key=key)
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()

@@ -22,6 +22,7 @@ from app.celery_app import (
     REPORT_REALISATION,
     task_sender,
 )
+from app.host_identity import sign
 from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 
 log = logging.getLogger("virtnet.worker")
@@ -30,9 +31,12 @@ log = logging.getLogger("virtnet.worker")
 class HostAgent:
     """The host worker's state: which host it is, its kernel handle, how it reports back."""
 
-    def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
+    def __init__(
+        self, celery: Celery, *, host: str, netns: str | None, worker_id: str, key: str
+    ) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
-        self._send = task_sender(celery)
+        self.key = key  # signs every report: the control worker believes only signed claims
+        self._send = task_sender(celery, declare=False)
         self._net: HostNet | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
@@ -58,7 +62,7 @@ class HostAgent:
             self._net = None
 
     def send(self, name: str, **kwargs: Any) -> None:
-        self._send(name, kwargs, CONTROL_QUEUE)
+        self._send(name, sign(self.key, name, kwargs), CONTROL_QUEUE)
 
     def send_heartbeat(self, *, registering: bool) -> None:
         beat = {
@@ -67,7 +71,7 @@ class HostAgent:
             "capabilities": self.capabilities,
             "registering": registering,
         }
-        self._send(HEARTBEAT, beat, HEARTBEAT_QUEUE)
+        self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat), HEARTBEAT_QUEUE)
 
     def realise(self, network: dict[str, Any]) -> None:
         state, error = "active", None

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import web
-from app.api import errors, metrics
+from app.api import docs, errors, metrics
 from app.api.body import BodyLimit
 from app.api.routes import domains, events, networks, ports, system
 from app.celery_app import make_celery, task_sender
@@ -22,6 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="virtnet",
         version="0.1.0",
         description="Virtual networks for a fleet of Linux hosts, with libvirt's semantics.",
+        docs_url=None,  # served by app.api.docs from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(domains.router)
     app.include_router(events.router)
     web.mount(app)
+    docs.install(app)
     _document_raw_bodies(app)
     return app
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -21,6 +22,7 @@ from app.models import Host, Network, Operation, Port
 from app.services import latency
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
+from app.services.errors import Unauthorized
 
 
 class StateCollector:
@@ -164,5 +166,17 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(RequestMetrics, requests=requests, seconds=seconds)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        _check_scraper(request, settings)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_scraper(request: Request, settings: Settings) -> None:
+    """With VIRTNET_METRICS_TOKEN set, a scrape must bring it (the names it shows are private)."""
+    if settings.metrics_token is None:
+        return
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        secret.strip().encode(), settings.metrics_token.encode()
+    ):
+        raise Unauthorized("/metrics wants 'Authorization: Bearer <VIRTNET_METRICS_TOKEN>'")

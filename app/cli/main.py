@@ -60,6 +60,17 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_key(args: argparse.Namespace) -> int:
+    from app.config import ConfigError
+    from app.host_identity import host_key, report_secret
+
+    secret = report_secret(get_settings())
+    if secret is None:
+        raise ConfigError("no report secret: set VIRTNET_REPORT_SECRET or VIRTNET_STATE_DIR")
+    print(host_key(secret, args.name))
+    return 0
+
+
 def _listen(value: str) -> str:
     try:
         parse_listen(value)
@@ -98,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--role", choices=["reader", "operator", "admin"], default="operator")
     t.add_argument("--name", default="")
     t.set_defaults(func=_token_create)
+    p = sub.add_parser("host-key", help="print the key a host worker signs its reports with")
+    p.add_argument("name", help="the host's name (its worker's --host)")
+    p.set_defaults(func=_host_key)
+
     from app.cli.client import add_commands  # client verbs (they need no server modules)
 
     add_commands(sub)

@@ -88,8 +88,11 @@ def _first_admin_token(settings: Settings) -> None:
 
 def serve(settings: Settings, listen: str | None) -> int:
     """Everything one machine needs: the API here, both workers as child processes."""
+    from app.host_identity import report_secret
+
     upgrade_database(settings)
     _first_admin_token(settings)
+    report_secret(settings, create=True)  # before the workers: both read it from the state dir
     me = [sys.executable, "-m", "app.cli.main"]
     worker = [*me, "worker", "--host", settings.host_name]
     if settings.netns:

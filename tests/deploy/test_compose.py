@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_compose_file_names_every_service() -> None:
@@ -21,8 +21,26 @@ def test_compose_file_names_every_service() -> None:
     for name in ("api", "control-worker"):
         env = services[name]["environment"]
         assert env["VIRTNET_DATABASE_URL"].startswith("postgresql+psycopg://")
-        assert env["VIRTNET_BROKER_URL"].startswith("redis://")
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_redis_persists_and_authenticates_every_client() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    redis = services["redis"]
+    assert redis["entrypoint"] == ["sh", "/etc/virtnet/redis/start.sh"]
+    assert "./deploy/redis:/etc/virtnet/redis:ro" in redis["volumes"]
+    assert any(v.endswith(":/data") for v in redis["volumes"]), "the AOF lives on a volume"
+    start = (ROOT / "deploy/redis/start.sh").read_text()
+    assert "--appendonly yes" in start and "user default off" in start
+    users = {"api": "api", "control-worker": "control", "host-worker": "host-"}
+    for service, user in users.items():
+        url = services[service]["environment"]["VIRTNET_BROKER_URL"]
+        assert url.startswith(f"redis://{user}"), (service, url)
+    host_env = services["host-worker"]["environment"]
+    assert "VIRTNET_HOST_KEY" in host_env and "VIRTNET_REPORT_SECRET" not in host_env
+    assert "VIRTNET_REPORT_SECRET" in services["control-worker"]["environment"]
+    docs = (ROOT / "docs/deployment.md").read_text()
+    assert "rediss://" in docs and "scrape_configs" in docs
 
 
 def test_ci_runs_the_readme_test_command() -> None:

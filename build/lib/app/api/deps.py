@@ -1,0 +1,63 @@
+"""Typed dependencies: settings, a service context per request, the caller's token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.models import Token
+from app.services import tokens
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+from app.services.errors import Forbidden, Unauthorized
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_ctx(request: Request, settings: SettingsDep) -> Iterator[Ctx]:
+    session: Session = get_sessionmaker(settings.effective_database_url)()
+    try:
+        yield Ctx(db=session, outbox=Outbox(request.app.state.task_sender), settings=settings)
+    finally:
+        session.close()
+
+
+CtxDep = Annotated[Ctx, Depends(get_ctx)]
+
+
+def bearer_secret(request: Request) -> str | None:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
+
+
+def _bearer(request: Request) -> str:
+    secret = bearer_secret(request)
+    if secret is None:
+        raise Unauthorized("send 'Authorization: Bearer <token>'; 'virtnet token create' makes one")
+    return secret
+
+
+def require(role: str) -> Callable[..., Token]:
+    def check(request: Request, ctx: CtxDep) -> Token:
+        token = tokens.authenticate(ctx, _bearer(request))
+        ctx.db.rollback()  # end the read transaction; the route's service starts its own
+        if not tokens.role_allows(token.role, role):
+            raise Forbidden(f"this needs the {role!r} role; your token has {token.role!r}")
+        return token
+
+    return check
+
+
+Reader = Annotated[Token, Depends(require("reader"))]
+Operator = Annotated[Token, Depends(require("operator"))]
+Admin = Annotated[Token, Depends(require("admin"))]

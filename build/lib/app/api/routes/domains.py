@@ -1,0 +1,180 @@
+"""/v1/domains: definitions, lifecycle actions and interface hot-plug."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from app.api.body import parse_json
+from app.api.deps import CtxDep, Operator, Reader
+from app.api.routes.actions import Wait, action_response
+from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
+from app.models import Domain
+from app.schemas.port import DomainDefinition, InterfaceDef
+from app.schemas.port_views import domain_view
+from app.services import domains
+from app.services.context import Ctx
+from app.services.port_queries import domain_ports
+from app.xml.domain import domain_from_xml
+from app.xml.domain_format import domain_to_xml
+
+router = APIRouter(prefix="/v1/domains", tags=["domains"])
+XmlHost = Annotated[
+    str | None,
+    Query(
+        description="with an XML body: the host that runs the domain (libvirt's <domain> does "
+        "not say; on PUT the domain's current host by default); a JSON body gives it as host"
+    ),
+]
+
+
+def _schema_body(name: str, xml: str | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+    }
+    if xml is not None:
+        content["application/xml"] = {"schema": {"type": "string", "description": xml}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _view(
+    ctx: Ctx,
+    domain: Domain,
+    status: int = 200,
+    *,
+    request: Request | None = None,
+    inactive: bool = False,
+    status_xml: bool = False,
+) -> Response:
+    headers = {"ETag": f'"{domain.revision}"'}
+    live = domain_ports(ctx, domain)
+    if request is not None and wants_xml(request):
+        text = domain_to_xml(domain.definition, live, live=not inactive, status=status_xml)
+        return Response(text, status, headers, media_type="application/xml")
+    body = jsonable_encoder(domain_view(domain, live))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _definition(
+    request: Request, host: str | None, ctx: Ctx, name: str | None = None
+) -> tuple[DomainDefinition, dict[str, Any]]:
+    if "xml" not in request.headers.get("content-type", ""):
+        read_only = ("status",) if name is not None else ()  # PUT takes back a GET's status
+        return parse_json(await request.body(), DomainDefinition, read_only=read_only)
+    raw = await request.body()
+    if host is None and name is not None:
+        existing = await run_blocking(domains.get, ctx, name)
+        host = existing.host
+    return domain_from_xml(raw, host), {}
+
+
+DOMAIN_XML = "libvirt <domain>; ?host= names the host"
+
+
+@router.post("", status_code=201, openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
+async def define_domain(
+    request: Request, ctx: CtxDep, _: Operator, host: XmlHost = None
+) -> Response:
+    definition, _extra = await _definition(request, host, ctx)
+    domain = await run_blocking(domains.define, ctx, definition=definition)
+    response = _view(ctx, domain, 201, request=request)
+    response.headers["Location"] = f"/v1/domains/{domain.name}"
+    return response
+
+
+@router.get("")
+def list_domains(
+    ctx: CtxDep,
+    _: Reader,
+    state: Literal["shut_off", "starting", "running", "paused", "stopping"] | None = None,
+) -> list[dict[str, Any]]:
+    return [
+        jsonable_encoder(domain_view(d, domain_ports(ctx, d)))
+        for d in domains.listing(ctx, state=state)
+    ]
+
+
+@router.get("/{name}")
+def get_domain(
+    name: str,
+    request: Request,
+    ctx: CtxDep,
+    _: Reader,
+    inactive: Annotated[bool, Query(description="XML: the definition, not the live form")] = False,
+    status: Annotated[
+        bool, Query(description="XML: libvirt's status form, with <actual> in each interface")
+    ] = False,
+) -> Response:
+    """The domain; with Accept: application/xml, libvirt's <domain> (live while running)."""
+    return _view(ctx, domains.get(ctx, name), request=request, inactive=inactive, status_xml=status)
+
+
+@router.put("/{name}", openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
+async def update_domain(
+    name: str,
+    request: Request,
+    ctx: CtxDep,
+    _: Operator,
+    if_match: Annotated[str | None, Header()] = None,
+    host: XmlHost = None,
+) -> Response:
+    definition, extra = await _definition(request, host, ctx, name)
+    domain = await run_blocking(
+        domains.update,
+        ctx,
+        name=name,
+        definition=definition,
+        if_match=revision_precondition(if_match, extra),
+    )
+    return _view(ctx, domain, request=request)
+
+
+@router.delete("/{name}", status_code=204, response_model=None)
+def undefine_domain(
+    name: str,
+    ctx: CtxDep,
+    _: Operator,
+    force: Annotated[bool, Query(description="stop a running domain first")] = False,
+    wait: Wait = None,
+) -> Response:
+    op = domains.undefine(ctx, name=name, force=force)
+    return Response(status_code=204) if op is None else action_response(ctx, op, wait)
+
+
+@router.post("/{name}/start", status_code=202)
+def start_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
+    return action_response(ctx, domains.start(ctx, name=name), wait)
+
+
+@router.post("/{name}/stop", status_code=202)
+def stop_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
+    return action_response(ctx, domains.stop(ctx, name=name), wait)
+
+
+@router.post("/{name}/suspend", status_code=202)
+def suspend_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
+    return action_response(ctx, domains.suspend(ctx, name=name), wait)
+
+
+@router.post("/{name}/resume", status_code=202)
+def resume_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
+    return action_response(ctx, domains.resume(ctx, name=name), wait)
+
+
+@router.post("/{name}/interfaces", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
+async def attach_interface(
+    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    interface, _extra = parse_json(await request.body(), InterfaceDef)
+    op = await run_blocking(domains.attach, ctx, name=name, interface=interface)
+    return await run_blocking(action_response, ctx, op, wait)
+
+
+@router.delete("/{name}/interfaces/{mac}", status_code=202)
+def detach_interface(
+    name: str, mac: str, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    return action_response(ctx, domains.detach(ctx, name=name, mac=mac), wait)

@@ -1,0 +1,92 @@
+"""/v1/events: lifecycle events as Server-Sent Events, replayable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SettingsDep, bearer_secret
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.services import events, tokens
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+from app.services.errors import Forbidden, Unauthorized
+
+router = APIRouter(prefix="/v1", tags=["events"])
+POLL_SECONDS = 0.1
+KEEPALIVE_SECONDS = 15.0
+
+
+def _authorise(settings: Settings, secret: str) -> None:
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        token = tokens.authenticate(Ctx(session, Outbox(None), settings), secret)
+        if not tokens.role_allows(token.role, "reader"):
+            raise Forbidden("reading events needs the 'reader' role")
+
+
+def _start_after(settings: Settings, last_event_id: str | None) -> int:
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        return int(last_event_id)
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        return events.latest_id(Ctx(session, Outbox(None), settings))
+
+
+async def _stream(
+    request: Request, settings: Settings, after: int, limit: int | None
+) -> AsyncIterator[str]:
+    reader = events.EventReader(after)
+    session = get_sessionmaker(settings.effective_database_url)()
+    ctx = Ctx(session, Outbox(None), settings)
+    sent, quiet_since = 0, time.monotonic()
+    try:
+        yield "retry: 1000\n\n"
+        while not await request.is_disconnected():
+            batch = await run_in_threadpool(reader.poll, ctx)
+            for event in batch:
+                yield f"id: {event['id']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+            if batch:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        session.close()
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def stream_events(
+    request: Request,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    token: Annotated[
+        str | None, Query(description="for EventSource, which cannot send headers")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, description="end the stream after N events")] = None,
+    after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+) -> StreamingResponse:
+    secret = token or bearer_secret(request)
+    if not secret:
+        raise Unauthorized("send 'Authorization: Bearer <token>' or ?token=")
+    await run_in_threadpool(_authorise, settings, secret)
+    start = (
+        after
+        if after is not None
+        else await run_in_threadpool(_start_after, settings, last_event_id)
+    )
+    return StreamingResponse(
+        _stream(request, settings, start, limit),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,166 @@
+"""/v1/networks: thin handlers over app.services.networks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.body import parse_json
+from app.api.deps import CtxDep, Operator, Reader
+from app.schemas.common import compact
+from app.schemas.network import NetworkDefinition
+from app.schemas.requests import AutostartRequest
+from app.schemas.views import NetworkView, Page, network_view
+from app.services import networks, realisation
+from app.services.context import Ctx
+from app.services.errors import PreconditionFailed
+from app.xml.network import network_from_xml, network_to_xml
+
+router = APIRouter(prefix="/v1/networks", tags=["networks"])
+
+DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/NetworkDefinition"}},
+            "application/xml": {"schema": {"type": "string", "description": "libvirt <network>"}},
+        },
+    }
+}
+
+
+def wants_xml(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "xml" in accept and "json" not in accept
+
+
+def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
+    view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    body = NetworkView.model_validate(view).model_dump(mode="json")
+    return {**compact(body), "status": body["status"]}
+
+
+def _view(
+    ctx: Ctx, network: Any, *, inactive: bool = False, request: Request | None = None
+) -> Response:
+    body = _body(ctx, network, inactive=inactive)
+    headers = {"ETag": f'"{network.revision}"'}
+    if request is not None and wants_xml(request):
+        return Response(network_to_xml(body), media_type="application/xml", headers=headers)
+    return JSONResponse(body, headers=headers)
+
+
+def revision_precondition(if_match: str | None, read_only: dict[str, Any]) -> int | None:
+    if if_match is None:
+        status = read_only.get("status")
+        revision = status.get("revision") if isinstance(status, dict) else None
+        return revision if isinstance(revision, int) else None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise PreconditionFailed(f"If-Match {if_match!r} is not a revision this API issued")
+    return int(text)
+
+
+async def _definition(request: Request) -> tuple[NetworkDefinition, dict[str, Any]]:
+    if "xml" in request.headers.get("content-type", ""):
+        return network_from_xml(await request.body()), {}
+    return parse_json(await request.body(), NetworkDefinition, read_only=("status",))
+
+
+@router.post("", status_code=201, response_model=NetworkView, openapi_extra=DEFINITION_BODY)
+async def define_network(
+    request: Request,
+    ctx: CtxDep,
+    _: Operator,
+    start: Annotated[bool, Query(description="create a transient, started network")] = False,
+) -> JSONResponse:
+    definition, _read_only = await _definition(request)
+    network = await run_blocking(networks.define, ctx, definition=definition, start=start)
+    response = _view(ctx, network, request=request)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/networks/{network.name}"
+    return response
+
+
+@router.get("", response_model=Page[NetworkView])
+def list_networks(
+    ctx: CtxDep,
+    _: Reader,
+    state: Literal["inactive", "starting", "active"] | None = None,
+    autostart: bool | None = None,
+    persistent: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    rows, total = networks.listing(
+        ctx, state=state, autostart=autostart, persistent=persistent, limit=limit, offset=offset
+    )
+    items = [_body(ctx, n) for n in rows]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{name}", response_model=NetworkView)
+def get_network(
+    name: str,
+    request: Request,
+    ctx: CtxDep,
+    _: Reader,
+    inactive: Annotated[
+        bool, Query(description="the stored definition, not the running one")
+    ] = False,
+) -> Response:
+    return _view(ctx, networks.get(ctx, name), inactive=inactive, request=request)
+
+
+@router.put("/{name}", response_model=NetworkView, openapi_extra=DEFINITION_BODY)
+async def update_network(
+    name: str,
+    request: Request,
+    ctx: CtxDep,
+    _: Operator,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    definition, read_only = await _definition(request)
+    network = await run_blocking(
+        networks.update,
+        ctx,
+        name=name,
+        definition=definition,
+        if_match=revision_precondition(if_match, read_only),
+    )
+    return _view(ctx, network, inactive=True, request=request)
+
+
+@router.delete("/{name}", status_code=204, response_model=None)
+def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response | JSONResponse:
+    network = networks.undefine(ctx, name=name)
+    return Response(status_code=204) if network is None else _view(ctx, network)
+
+
+@router.post("/{name}/start", response_model=NetworkView)
+def start_network(name: str, ctx: CtxDep, _: Operator) -> JSONResponse:
+    return _view(ctx, networks.start(ctx, name=name))
+
+
+@router.post("/{name}/stop", response_model=NetworkView, status_code=200)
+def stop_network(
+    name: str,
+    ctx: CtxDep,
+    _: Operator,
+    force: Annotated[bool, Query(description="stop even though ports are attached")] = False,
+) -> Response | JSONResponse:
+    network = networks.stop(ctx, name=name, force=force)
+    return Response(status_code=204) if network is None else _view(ctx, network)
+
+
+@router.put("/{name}/autostart", response_model=NetworkView)
+def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> JSONResponse:
+    return _view(ctx, networks.set_autostart(ctx, name=name, enabled=body.enabled))
+
+
+async def run_blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking service call off the event loop (async routes read the raw body)."""
+    return await run_in_threadpool(func, *args, **kwargs)

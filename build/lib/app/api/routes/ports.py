@@ -1,0 +1,107 @@
+"""/v1/networks/{name}/ports and /v1/operations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from app.api.body import parse_json
+from app.api.deps import CtxDep, Operator, Reader
+from app.api.routes.actions import Wait, action_response, settle
+from app.api.routes.networks import run_blocking, wants_xml
+from app.models import Port
+from app.schemas.network import NetworkDefinition
+from app.schemas.port import PortRequest
+from app.schemas.port_views import operation_view, port_view
+from app.services import operations, port_lifecycle, port_queries, ports
+from app.services.context import Ctx
+from app.xml.port import parse_networkport, port_request, port_to_xml
+
+router = APIRouter(prefix="/v1", tags=["ports"])
+PORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PortRequest"}},
+            "application/xml": {
+                "schema": {
+                    "type": "string",
+                    "description": "libvirt <networkport>; ?host= names the host",
+                }
+            },
+        },
+    }
+}
+XmlHost = Annotated[
+    str | None,
+    Query(
+        description="with an XML body: the host to plug the port on (libvirt's <networkport> "
+        "does not say); a JSON body gives it as host"
+    ),
+]
+
+
+def _xml_request(ctx: Ctx, name: str, raw: bytes, host: str | None) -> PortRequest:
+    parsed = parse_networkport(raw)  # a hostile or broken body is refused before anything
+    network = ports.network_for_ports(ctx, name)
+    live = NetworkDefinition.model_validate(network.live or network.definition)
+    return port_request(parsed, host=host, network=live)
+
+
+def _port_json(port: Port, network_name: str) -> dict[str, Any]:
+    return jsonable_encoder(port_view(port, network_name))
+
+
+@router.post("/networks/{name}/ports", status_code=202, openapi_extra=PORT_BODY)
+async def create_port(
+    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None, host: XmlHost = None
+) -> Response:
+    if "xml" in request.headers.get("content-type", ""):
+        body = await run_blocking(_xml_request, ctx, name, await request.body(), host)
+    else:
+        body, _extra = parse_json(await request.body(), PortRequest)
+    port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
+    op = await run_blocking(settle, ctx, op, wait)
+    if op.state in operations.FINISHED:
+        port = ctx.db.get(Port, port.id, populate_existing=True) or port
+    status = 201 if op.state in operations.FINISHED else 202
+    headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
+    if wants_xml(request):
+        return Response(port_to_xml(port), status, headers, media_type="application/xml")
+    return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
+
+
+@router.get("/networks/{name}/ports")
+def list_ports(name: str, ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
+    network = ports.network_for_ports(ctx, name)
+    return [
+        jsonable_encoder(port_view(p, network.name))
+        for p in port_queries.network_ports(ctx, network.id)
+    ]
+
+
+@router.get("/networks/{name}/ports/{port_id}")
+def get_port(name: str, port_id: str, request: Request, ctx: CtxDep, _: Reader) -> Any:
+    """The port; with Accept: application/xml, libvirt's <networkport> (plug = actual device)."""
+    network = ports.network_for_ports(ctx, name)
+    port = ports.get(ctx, network, port_id)
+    if wants_xml(request):
+        return Response(port_to_xml(port), media_type="application/xml")
+    return jsonable_encoder(port_view(port, network.name))
+
+
+@router.delete("/networks/{name}/ports/{port_id}", status_code=202)
+def delete_port(
+    name: str, port_id: str, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    op = port_lifecycle.remove(ctx, network_name=name, port_id=port_id)
+    return action_response(ctx, op, wait)
+
+
+@router.get("/operations/{op_id}", tags=["operations"])
+def get_operation(op_id: str, ctx: CtxDep, _: Reader, wait: Wait = None) -> dict[str, Any]:
+    op = operations.wait(ctx, op_id, wait) if wait else operations.get(ctx, op_id)
+    return jsonable_encoder(operation_view(op))

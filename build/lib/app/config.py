@@ -1,0 +1,89 @@
+"""Settings from VIRTNET_* environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.config_basics import ConfigError, parse_listen
+
+__all__ = ["ConfigError", "Settings", "get_settings", "parse_listen"]
+
+DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIRTNET_", extra="ignore")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    database_url: str = ""
+    broker_url: str = ""
+    host_name: str = Field(default_factory=socket.gethostname)
+    listen: str = "127.0.0.1:8080"
+    api_workers: int = Field(default=1, ge=1, le=64)
+    bootstrap_token: str | None = None
+    #: the network namespace this machine's host worker works in (`virtnet serve`)
+    netns: str | None = None
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
+    missed_heartbeats: int = Field(default=3, ge=1, le=1000)
+    broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)
+    #: the control plane's secret from which each host's report key is derived
+    report_secret: str | None = Field(default=None, min_length=16)
+    #: a host worker's own key (`virtnet host-key NAME` prints it)
+    host_key: str | None = Field(default=None, min_length=16)
+    #: when set, GET /metrics wants `Authorization: Bearer <this>`
+    metrics_token: str | None = Field(default=None, min_length=16)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"redis", "rediss", "filesystem", "memory"}:
+            raise ValueError("must be a redis://, filesystem:// or memory:// URL")
+        return value
+
+    @field_validator("host_name")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        from app.schemas.common import HOST_NAME_RE
+
+        if not HOST_NAME_RE.fullmatch(value):
+            raise ValueError("must be 1-63 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'virtnet.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or f"filesystem://{self.state_dir / 'broker'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        env = f"VIRTNET_{field.upper()}"
+        raise ConfigError(f"{env}={os.environ.get(env, '')!r}: {first['msg']}") from None

@@ -1,0 +1,142 @@
+"""The control worker: the only worker with database credentials; hosts report to it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+
+from app.celery_app import (
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    HEARTBEAT_QUEUE,
+    REPORT_PORTS,
+    REPORT_REALISATION,
+    make_celery,
+    task_sender,
+)
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.host_identity import report_secret, verified_host
+from app.services import hosts, networks, port_lifecycle, realisation
+from app.services.context import Ctx
+from app.services.dispatch import Outbox
+
+log = logging.getLogger("virtnet.control")
+
+
+def register_control_tasks(celery: Celery, settings: Settings) -> None:
+    sessions = get_sessionmaker(settings.effective_database_url)
+    send = task_sender(celery)
+    secret = report_secret(settings, create=True)
+    assert secret is not None
+
+    def ctx_for(session: Any) -> Ctx:
+        return Ctx(db=session, outbox=Outbox(send), settings=settings)
+
+    def genuine(task: Any) -> bool:
+        """Only a message signed with the key of the host it names is recorded."""
+        kwargs = dict(task.request.kwargs or {})
+        if verified_host(secret, task.name, kwargs) is not None:
+            return True
+        log.warning(
+            "refused %s claiming host %r: not signed with that host's key",
+            task.name,
+            kwargs.get("host"),
+        )
+        return False
+
+    @celery.task(name=HEARTBEAT, ignore_result=True, bind=True)
+    def heartbeat(
+        self: Any,
+        host: str,
+        worker_id: str,
+        capabilities: dict[str, Any],
+        registering: bool = False,
+        signature: str | None = None,
+    ) -> None:
+        if not genuine(self):
+            return
+        with sessions() as session:
+            hosts.heartbeat(
+                ctx_for(session),
+                name=host,
+                worker_id=worker_id,
+                capabilities=capabilities,
+                registering=registering,
+            )
+
+    @celery.task(name=REPORT_REALISATION, ignore_result=True, bind=True)
+    def report_realisation(
+        self: Any,
+        host: str,
+        network_id: int,
+        generation: int,
+        state: str,
+        error: str | None = None,
+        signature: str | None = None,
+    ) -> None:
+        if not genuine(self):
+            return
+        with sessions() as session:
+            realisation.record_report(
+                ctx_for(session),
+                host=host,
+                network_id=network_id,
+                generation=generation,
+                state=state,
+                error=error,
+            )
+
+    @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
+    def report_ports(
+        self: Any, host: str, results: list[dict[str, Any]], signature: str | None = None
+    ) -> None:
+        if not genuine(self):
+            return
+        with sessions() as session:
+            port_lifecycle.record(ctx_for(session), host=host, results=results)
+
+
+def _sweep_hosts(settings: Settings, stop: threading.Event) -> None:
+    """Announce hosts that stopped sending heartbeats, and drop old events."""
+    sessions = get_sessionmaker(settings.effective_database_url)
+    while not stop.wait(settings.heartbeat_seconds):
+        try:
+            with sessions() as session:
+                hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
+        except Exception:  # the database may be briefly away; try again next round
+            log.exception("host sweep failed")
+
+
+def run_control_worker(settings: Settings) -> int:
+    from app.cli.server import upgrade_database
+
+    upgrade_database(settings)
+    celery = make_celery(settings)
+    register_control_tasks(celery, settings)
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        ctx = Ctx(db=session, outbox=Outbox(task_sender(celery)), settings=settings)
+        for name in networks.autostart_all(ctx):
+            log.warning("autostarted network %s", name)
+    stop = threading.Event()
+    threading.Thread(target=_sweep_hosts, args=(settings, stop), name="sweep", daemon=True).start()
+    celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}",
+            "--pool",
+            "solo",
+            "-n",
+            "control@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+    )
+    return 0

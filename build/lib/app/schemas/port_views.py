@@ -1,0 +1,77 @@
+"""How ports, domains and operations look from the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models import Domain, Operation, Port
+
+
+def actual(port: Port) -> dict[str, Any]:
+    """The device the connection really uses: libvirt's <actual> / <plug>."""
+    return {
+        "type": "network" if port.network_id is not None else "bridge",
+        "bridge": port.bridge,
+        "mac_table_manager": port.mac_table_manager,
+        "tap": port.tap,
+        "mtu": port.spec.get("mtu"),
+        "vlan": None,
+        "bandwidth": None,
+    }
+
+
+def port_view(port: Port, network: str | None) -> dict[str, Any]:
+    return {
+        "id": port.id,
+        "network": network if port.network_id is not None else None,
+        "owner": {"name": port.owner_name, "uuid": port.owner_uuid},
+        "mac": port.mac,
+        "host": port.host,
+        "portgroup": port.portgroup,
+        **{
+            k: port.spec.get(k)
+            for k in ("mtu", "owner_uid", "owner_gid", "vnet_hdr", "multi_queue")
+        },
+        "state": port.state,
+        "error": port.error,
+        "revision": port.generation,
+        "operation_id": port.operation_id,
+        "actual": actual(port),
+        "created_at": port.created_at,
+        "updated_at": port.updated_at,
+    }
+
+
+def operation_view(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "kind": op.kind,
+        "target": op.target,
+        "state": op.state,
+        "error": op.error,
+        "created_at": op.created_at,
+        "updated_at": op.updated_at,
+        "finished_at": op.finished_at,
+    }
+
+
+def domain_view(domain: Domain, ports: list[Port]) -> dict[str, Any]:
+    by_mac = {p.mac: p for p in ports}
+    interfaces = []
+    for interface in domain.definition.get("interfaces", []):
+        port = by_mac.get(interface.get("mac"))
+        live = None
+        if port is not None:
+            live = {"port_id": port.id, "state": port.state, "error": port.error, **actual(port)}
+        interfaces.append({**interface, "actual": live})
+    return {
+        **domain.definition,
+        "interfaces": interfaces,
+        "status": {
+            "state": domain.state,
+            "error": domain.error,
+            "revision": domain.revision,
+            "created_at": domain.created_at,
+            "updated_at": domain.updated_at,
+        },
+    }

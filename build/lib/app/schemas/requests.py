@@ -1,0 +1,20 @@
+"""Small request documents that are not definitions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from app.schemas.common import Strict
+
+
+class AutostartRequest(Strict):
+    model_config = ConfigDict(strict=True)
+    enabled: bool
+
+
+class TokenRequest(Strict):
+    model_config = ConfigDict(strict=True)
+    role: Literal["reader", "operator", "admin"]
+    name: str = Field(default="", max_length=64)

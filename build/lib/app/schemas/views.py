@@ -1,0 +1,106 @@
+"""What the API returns: definitions as written plus a read-only status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from app.models import Host, Network, Realisation, Token
+from app.schemas.network import NetworkDefinition
+
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int
+
+
+class RealisationView(BaseModel):
+    host: str
+    state: Literal["pending", "active", "degraded", "failed"]
+    error: str | None = None
+    updated_at: datetime
+
+
+class NetworkStatus(BaseModel):
+    state: Literal["inactive", "starting", "active"]
+    persistent: bool
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    hosts: list[RealisationView] = []
+    #: true when the definition shown is a stored one that differs from what is running
+    inactive_view: bool = False
+
+
+class NetworkView(NetworkDefinition):
+    model_config = ConfigDict(extra="ignore")
+    status: NetworkStatus
+
+
+def network_view(
+    network: Network, realisations: list[Realisation], *, inactive: bool = False
+) -> dict[str, Any]:
+    document = network.definition if inactive or network.live is None else network.live
+    return {
+        **document,
+        "autostart": network.autostart,
+        "status": {
+            "state": network.state,
+            "persistent": network.persistent,
+            "revision": network.revision,
+            "created_at": network.created_at,
+            "updated_at": network.updated_at,
+            "inactive_view": bool(inactive and network.live and network.live != network.definition),
+            "hosts": [
+                {"host": r.host, "state": r.state, "error": r.error, "updated_at": r.updated_at}
+                for r in realisations
+            ],
+        },
+    }
+
+
+class HostView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    state: Literal["up", "down"]
+    kernel: str
+    vlan_filtering: bool
+    tun: bool
+    net_admin: bool
+    registered_at: datetime
+    last_seen: datetime
+
+
+def host_view(host: Host, up: bool) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "state": "up" if up else "down",
+        "kernel": host.kernel,
+        "vlan_filtering": host.vlan_filtering,
+        "tun": host.tun,
+        "net_admin": host.net_admin,
+        "registered_at": host.registered_at,
+        "last_seen": host.last_seen,
+    }
+
+
+class TokenView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+
+
+class NewTokenView(TokenView):
+    token: str
+
+
+def token_view(token: Token) -> dict[str, Any]:
+    return TokenView.model_validate(token).model_dump()

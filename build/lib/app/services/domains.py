@@ -1,0 +1,229 @@
+"""Domains: define, start (allocate and plug every interface), stop, suspend, resume, hot-plug."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+from sqlalchemy import select
+
+from app.models import Domain, Operation, Port
+from app.schemas.common import compact, random_mac
+from app.schemas.port import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
+from app.services import events, operations, port_lifecycle, ports
+from app.services.context import Ctx
+from app.services.domain_state import set_state
+from app.services.errors import Conflict, Invalid, NotFound, require_revision
+from app.services.port_queries import domain_ports
+
+
+def get(ctx: Ctx, name: str) -> Domain:
+    domain = ctx.db.scalar(select(Domain).where(Domain.name == name))
+    if domain is None:
+        raise NotFound(f"domain {name!r} does not exist")
+    return domain
+
+
+def listing(ctx: Ctx, *, state: str | None = None) -> list[Domain]:
+    query = select(Domain).order_by(Domain.name)
+    if state is not None:
+        query = query.where(Domain.state == state)
+    return list(ctx.db.scalars(query))
+
+
+def _complete(definition: DomainDefinition, existing: Domain | None) -> dict[str, Any]:
+    d = definition.model_copy(deep=True)
+    if existing is not None:
+        if d.uuid is not None and str(d.uuid) != existing.uuid:
+            raise Conflict(f"domain {d.name!r} already exists with uuid {existing.uuid}")
+        d.uuid = uuidlib.UUID(existing.uuid)
+    d.uuid = d.uuid or uuidlib.uuid4()
+    for interface in d.interfaces:
+        interface.mac = interface.mac or random_mac()
+    return compact(d.model_dump(mode="json"))
+
+
+def define(ctx: Ctx, *, definition: DomainDefinition) -> Domain:
+    if ctx.db.scalar(select(Domain).where(Domain.name == definition.name)) is not None:
+        raise Conflict(f"a domain named {definition.name!r} already exists; PUT updates it")
+    doc = _complete(definition, None)
+    if ctx.db.scalar(select(Domain).where(Domain.uuid == doc["uuid"])) is not None:
+        raise Conflict(f"a domain with uuid {doc['uuid']} already exists")
+    domain = Domain(name=doc["name"], uuid=doc["uuid"], host=doc["host"], definition=doc)
+    ctx.db.add(domain)
+    events.publish(ctx, "domain.defined", f"domain/{domain.name}", uuid=domain.uuid)
+    ctx.commit(conflict="a domain with this name or uuid was defined at the same time")
+    return domain
+
+
+def update(ctx: Ctx, *, name: str, definition: DomainDefinition, if_match: int | None) -> Domain:
+    domain = get(ctx, name)
+    require_revision(f"domain {name!r}", domain.revision, if_match)
+    if definition.name != name:
+        raise Invalid(f"the body names domain {definition.name!r} but the URL {name!r}")
+    if domain.state != "shut_off":
+        raise Conflict(
+            f"domain {name!r} is {domain.state}; stop it to redefine it, or "
+            "hot-plug interfaces with /interfaces"
+        )
+    domain.definition = _complete(definition, domain)
+    domain.host = domain.definition["host"]
+    domain.revision += 1
+    ctx.commit(conflict="a domain with this name or uuid was defined at the same time")
+    return domain
+
+
+def _port_request(domain: Domain, interface: InterfaceDef) -> PortRequest:
+    return PortRequest(
+        owner=Owner(name=domain.name, uuid=uuidlib.UUID(domain.uuid)),
+        host=domain.host,
+        mac=interface.mac,
+        portgroup=interface.source.portgroup,
+        mtu=interface.mtu,
+        vlan=interface.vlan,  # refused by ports.allocate until virtnet realises them
+        bandwidth=interface.bandwidth,
+    )
+
+
+def _realisable(interface: InterfaceDef) -> None:
+    """Refuse, before anything is reserved, an interface virtnet cannot plug yet."""
+    if interface.type not in REALISED_TYPES:
+        raise Conflict(
+            f"virtnet cannot realise an interface of type {interface.type!r} yet (MAC "
+            f"{interface.mac}); it plugs types 'network' and 'bridge'"
+        )
+    if interface.virtualport is not None:
+        kind = interface.virtualport.type or "untyped"
+        raise Conflict(
+            f"virtnet does not realise virtual port profiles ({kind} <virtualport> on MAC "
+            f"{interface.mac}) yet; remove it to start"
+        )
+
+
+def _allocate(ctx: Ctx, domain: Domain, interface: InterfaceDef) -> Port:
+    _realisable(interface)
+    network = None
+    if interface.type == "network":
+        assert interface.source.network is not None
+        network = ports.network_for_ports(ctx, interface.source.network)
+    return ports.allocate(
+        ctx,
+        network=network,
+        request=_port_request(domain, interface),
+        bridge=interface.source.bridge,
+        tap=interface.target,
+        domain_id=domain.id,
+    )
+
+
+def _act(ctx: Ctx, domain: Domain, kind: str, port_list: list[Port], present: bool) -> Operation:
+    op = operations.begin(ctx, kind=kind, target=f"domain/{domain.name}", pending=len(port_list))
+    for port in port_list:
+        port.operation_id = op.id
+    ports.send(ctx, port_list, present=present)
+    return op
+
+
+def start(ctx: Ctx, *, name: str) -> Operation:
+    domain = get(ctx, name)
+    if domain.state != "shut_off":
+        raise Conflict(f"domain {name!r} is {domain.state}, not shut_off")
+    definition = DomainDefinition.model_validate(domain.definition)
+    for interface in definition.interfaces:  # every refusal before any reservation
+        _realisable(interface)
+    port_list = [_allocate(ctx, domain, i) for i in definition.interfaces]
+    op = _act(ctx, domain, "domain.start", port_list, present=True)
+    set_state(ctx, domain, "starting" if port_list else "running")
+    ctx.commit(conflict=port_lifecycle.race("a MAC address or tap name"))
+    return op
+
+
+def stop(ctx: Ctx, *, name: str) -> Operation:
+    domain = get(ctx, name)
+    if domain.state not in ("running", "paused"):
+        raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one stops")
+    live = domain_ports(ctx, domain)
+    op = port_lifecycle.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
+    set_state(ctx, domain, "stopping" if live else "shut_off")
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
+    return op
+
+
+def _set_fdb(ctx: Ctx, name: str, *, paused: bool) -> Operation:
+    domain = get(ctx, name)
+    want = "running" if paused else "paused"
+    if domain.state != want:
+        raise Conflict(f"domain {name!r} is {domain.state}, not {want}")
+    managed = [p for p in domain_ports(ctx, domain) if p.mac_table_manager == "libvirt"]
+    for port in managed:
+        port.fdb = not paused
+        port.generation += 1
+    op = _act(ctx, domain, "domain.suspend" if paused else "domain.resume", managed, True)
+    if not managed:
+        set_state(ctx, domain, "paused" if paused else "running")
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
+    return op
+
+
+def suspend(ctx: Ctx, *, name: str) -> Operation:
+    """Pause: each guest MAC's static FDB entry is taken out, as libvirt does."""
+    return _set_fdb(ctx, name, paused=True)
+
+
+def resume(ctx: Ctx, *, name: str) -> Operation:
+    return _set_fdb(ctx, name, paused=False)
+
+
+def attach(ctx: Ctx, *, name: str, interface: InterfaceDef) -> Operation:
+    domain = get(ctx, name)
+    if domain.state not in ("shut_off", "running", "paused"):
+        raise Conflict(f"domain {name!r} is {domain.state}; wait until it settles")
+    interface = interface.model_copy(update={"mac": interface.mac or random_mac()})
+    existing = [i.get("mac") for i in domain.definition.get("interfaces", [])]
+    if interface.mac in existing:
+        raise Conflict(f"domain {name!r} already has an interface with MAC {interface.mac}")
+    doc = compact(interface.model_dump(mode="json"))
+    domain.definition = {
+        **domain.definition,
+        "interfaces": [*domain.definition.get("interfaces", []), doc],
+    }
+    domain.revision += 1
+    port_list = [] if domain.state == "shut_off" else [_allocate(ctx, domain, interface)]
+    op = _act(ctx, domain, "domain.attach", port_list, present=True)
+    ctx.commit(conflict=port_lifecycle.race(f"MAC {interface.mac} or the tap name"))
+    return op
+
+
+def detach(ctx: Ctx, *, name: str, mac: str) -> Operation:
+    domain = get(ctx, name)
+    mac = mac.lower()
+    interfaces = domain.definition.get("interfaces", [])
+    if mac not in [i.get("mac") for i in interfaces]:
+        raise NotFound(f"domain {name!r} has no interface with MAC {mac}")
+    domain.definition = {
+        **domain.definition,
+        "interfaces": [i for i in interfaces if i.get("mac") != mac],
+    }
+    domain.revision += 1
+    live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
+    op = port_lifecycle.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}")
+    ctx.commit(conflict=port_lifecycle.race("the interface"))
+    return op
+
+
+def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
+    domain = get(ctx, name)
+    live = domain_ports(ctx, domain)
+    if domain.state != "shut_off" and not force:
+        raise Conflict(
+            f"domain {name!r} is {domain.state}; stop it first or delete with ?force=true"
+        )
+    op = (
+        port_lifecycle.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
+        if live
+        else None
+    )
+    events.publish(ctx, "domain.undefined", f"domain/{name}", uuid=domain.uuid)
+    ctx.db.delete(domain)
+    ctx.commit(conflict=port_lifecycle.race("the domain"))
+    return op

@@ -1,0 +1,63 @@
+"""Hosts register and send heartbeats through the control worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from app.models import Host, utcnow
+from app.services import events, realisation
+from app.services.context import Ctx
+from app.services.errors import NotFound
+
+
+def get(ctx: Ctx, name: str) -> Host:
+    host = ctx.db.get(Host, name)
+    if host is None:
+        raise NotFound(f"host {name!r} has never registered")
+    return host
+
+
+def listing(ctx: Ctx) -> list[Host]:
+    return list(ctx.db.scalars(select(Host).order_by(Host.name)))
+
+
+def heartbeat(
+    ctx: Ctx, *, name: str, worker_id: str, capabilities: dict[str, Any], registering: bool
+) -> None:
+    """Record that a host worker is alive; a new, restarted or returning one gets its state."""
+    host = ctx.db.get(Host, name)
+    comeback = registering or host is None or not ctx.host_is_up(host.last_seen)
+    comeback = comeback or host.worker_id != worker_id
+    if host is None:
+        host = Host(name=name)
+        ctx.db.add(host)
+    host.last_seen = utcnow()
+    host.worker_id = worker_id
+    if comeback:
+        host.down_reported = False
+        events.publish(ctx, "host.up", f"host/{name}", worker_id=worker_id)
+    host.kernel = str(capabilities.get("kernel_release", host.kernel))
+    host.vlan_filtering = bool(capabilities.get("vlan_filtering", host.vlan_filtering))
+    host.tun = bool(capabilities.get("tun", host.tun))
+    host.net_admin = bool(capabilities.get("net_admin", host.net_admin))
+    ctx.db.flush()
+    if comeback:
+        realisation.plan_host_up(ctx, name)
+    ctx.commit(conflict=f"host {name!r} registered twice at the same time; it will retry")
+
+
+def sweep(ctx: Ctx) -> list[str]:
+    """Announce hosts that fell silent; each silence is announced once."""
+    gone = []
+    for host in ctx.db.scalars(select(Host).where(Host.down_reported.is_(False))).all():
+        if not ctx.host_is_up(host.last_seen):
+            host.down_reported = True
+            events.publish(
+                ctx, "host.down", f"host/{host.name}", last_seen=host.last_seen.isoformat()
+            )
+            gone.append(host.name)
+    events.prune(ctx)
+    ctx.db.commit()
+    return gone

@@ -1,0 +1,53 @@
+"""Operations: what an action that touches a host returns, and what ?wait waits for."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from app.models import Operation, utcnow
+from app.services.context import Ctx
+from app.services.errors import NotFound
+
+FINISHED = frozenset({"succeeded", "failed"})
+
+
+def begin(ctx: Ctx, *, kind: str, target: str, pending: int) -> Operation:
+    op = Operation(
+        id=str(uuid.uuid4()),
+        kind=kind,
+        target=target,
+        pending=pending,
+        state="running" if pending else "succeeded",
+    )
+    if not pending:
+        op.finished_at = utcnow()
+    ctx.db.add(op)
+    return op
+
+
+def finish(op: Operation, error: str | None = None) -> None:
+    op.state = "failed" if error else "succeeded"
+    op.error = error
+    op.pending = 0
+    op.finished_at = utcnow()
+
+
+def get(ctx: Ctx, op_id: str) -> Operation:
+    op = ctx.db.get(Operation, op_id)
+    if op is None:
+        raise NotFound(f"operation {op_id!r} does not exist (or has expired)")
+    return op
+
+
+def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
+    """Poll until the operation finished or the time is up; returns it either way."""
+    deadline = time.monotonic() + seconds
+    delay = 0.001
+    while True:
+        ctx.db.rollback()  # end the read transaction so the next read sees new commits
+        op = ctx.db.get(Operation, op_id, populate_existing=True) or get(ctx, op_id)
+        if op.state in FINISHED or time.monotonic() >= deadline:
+            return op
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.25, 0.02)

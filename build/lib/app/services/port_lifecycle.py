@@ -1,0 +1,127 @@
+"""Ports over their life: create and plug, unplug and release, and what hosts report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from app.models import Domain, Operation, Port
+from app.schemas.port import PortRequest
+from app.services import domain_state, events, latency, operations, ports
+from app.services.context import Ctx
+from app.services.errors import Conflict
+
+
+def race(what: str) -> str:
+    return f"{what} was taken by a request made at the same time; retry"
+
+
+def create(ctx: Ctx, *, network_name: str, request: PortRequest) -> tuple[Port, Operation]:
+    network = ports.network_for_ports(ctx, network_name)
+    port = ports.allocate(ctx, network=network, request=request)
+    op = operations.begin(ctx, kind="port.plug", target=f"port/{port.id}", pending=1)
+    port.operation_id = op.id
+    ports.send(ctx, [port], present=True)
+    ctx.commit(conflict=race(f"MAC {port.mac} or tap {port.tap}"))
+    return port, op
+
+
+def unplug(ctx: Ctx, port_list: list[Port], *, kind: str, target: str) -> Operation:
+    """Start unplugging ``port_list``; each row is released when its host confirms."""
+    op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
+    for port in port_list:
+        port.state = "unplugging"
+        port.generation += 1
+        port.operation_id = op.id
+    ports.send(ctx, port_list, present=False)
+    return op
+
+
+def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
+    network = ports.network_for_ports(ctx, network_name)
+    port = ports.get(ctx, network, port_id)
+    if port.domain_id is not None:
+        raise Conflict(f"port {port_id} belongs to a domain; detach the interface instead")
+    op = unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
+    ctx.commit(conflict=race("the port"))
+    return op
+
+
+def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
+    """A host applied ports; advance each port and the operations waiting for them."""
+    stale: list[Port] = []
+    touched: dict[str, Operation] = {}
+    for action, done in (("plug", "plugged"), ("unplug", "absent")):
+        samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
+        latency.observe(ctx, host=host, action=action, samples=samples)
+    for result in results:
+        port = ctx.db.get(Port, result["port_id"])
+        if port is None or port.host != host:
+            if result["state"] != "absent":
+                # a late or redelivered plug for a port already released: take it back out
+                stale.append(
+                    Port(
+                        id=result["port_id"],
+                        host=host,
+                        tap=result["tap"],
+                        bridge=result["bridge"],
+                        mac=result["guest_mac"],
+                        mac_table_manager="kernel",
+                        spec={},
+                        generation=0,
+                    )
+                )
+            continue
+        if port.generation != result["generation"]:
+            continue
+        _advance(ctx, port, result)
+        if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
+            op.pending = max(0, op.pending - 1)
+            touched[op.id] = op
+    for op in touched.values():
+        if op.pending == 0 and op.state == "running":
+            _finish(ctx, op)
+    if stale:
+        ports.send(ctx, stale, present=False)
+    ctx.commit(conflict=race("a port being released"))
+
+
+def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
+    state, error = result["state"], result.get("error")
+    before = port.state
+    if port.state == "unplugging":
+        if state == "absent":
+            port.state = "released"
+        port.error = error
+    else:
+        port.state = state if state in ("plugged", "failed") else port.state
+        port.error = error
+    kind = {"released": "port.unplugged", "plugged": "port.plugged", "failed": "port.failed"}
+    if port.state != before or error:
+        events.publish(
+            ctx,
+            kind.get(port.state, "port.failed"),
+            f"port/{port.id}",
+            host=port.host,
+            tap=port.tap,
+            mac=port.mac,
+            bridge=port.bridge,
+            error=error,
+        )
+
+
+def _finish(ctx: Ctx, op: Operation) -> None:
+    op_ports = list(ctx.db.scalars(select(Port).where(Port.operation_id == op.id)))
+    failed = [p for p in op_ports if p.state == "failed" or (p.error and p.state != "plugged")]
+    error = "; ".join(f"{p.tap} ({p.mac}): {p.error}" for p in failed) or None
+    operations.finish(op, error)
+    for port in op_ports:
+        port.operation_id = None
+        if port.state == "released":
+            ctx.db.delete(port)
+    if op.kind.startswith("domain."):
+        name = op.target.removeprefix("domain/")
+        domain = ctx.db.scalar(select(Domain).where(Domain.name == name))
+        if domain is not None:
+            domain_state.after_operation(ctx, domain, op, op_ports)

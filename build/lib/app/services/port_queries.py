@@ -1,0 +1,29 @@
+"""Read-only questions about ports, asked by networks, domains, hosts and the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.models import Domain, Port
+from app.services.context import Ctx
+
+_IN_ORDER = (Port.created_at, Port.id)
+
+
+def network_ports(ctx: Ctx, network_id: int) -> list[Port]:
+    query = select(Port).where(Port.network_id == network_id).order_by(*_IN_ORDER)
+    return list(ctx.db.scalars(query))
+
+
+def domain_ports(ctx: Ctx, domain: Domain) -> list[Port]:
+    query = select(Port).where(Port.domain_id == domain.id).order_by(*_IN_ORDER)
+    return list(ctx.db.scalars(query))
+
+
+def host_ports(ctx: Ctx, host: str) -> list[Port]:
+    return list(ctx.db.scalars(select(Port).where(Port.host == host).order_by(Port.tap)))
+
+
+def port_labels(ctx: Ctx, network_id: int) -> list[str]:
+    """Ports still attached to a network, as 'tap@host (owner)' labels."""
+    return [f"{p.tap}@{p.host} ({p.owner_name})" for p in network_ports(ctx, network_id)]

@@ -1,0 +1,188 @@
+"""Port allocation (libvirt's networkAllocatePort) and the desired state sent to a host."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, or_, select, text
+
+from app.celery_app import APPLY_PORTS, host_queue
+from app.models import Host, Network, Port
+from app.schemas.common import random_mac
+from app.schemas.network import NetworkDefinition
+from app.schemas.port import PortRequest
+from app.services.context import Ctx
+from app.services.errors import Conflict, Invalid, NotFound
+
+MAX_PORTS_PER_BRIDGE = 1023  # the kernel's limit: the 1024th gets "Exchange full"
+TAP_PREFIX = "vnet"
+
+
+def lock_host(ctx: Ctx, name: str) -> Host:
+    """Make allocations on one host take turns (so tap names stay unique), and check it is up.
+
+    The turn is a transaction-scoped advisory lock, not a lock on the host's row: the row is
+    what heartbeats update, and a heartbeat queued behind a burst of allocations would make a
+    busy host look down. SQLite serialises writers anyway.
+    """
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"virtnet.host.{name}"}
+        )
+    host = ctx.db.get(Host, name, populate_existing=True)
+    if host is None:
+        raise NotFound(f"host {name!r} has never registered; start 'virtnet worker' there")
+    if not ctx.host_is_up(host.last_seen):
+        raise Conflict(f"host {name!r} is down (last seen {host.last_seen.isoformat()})")
+    return host
+
+
+def lowest_free_tap(used: set[str]) -> str:
+    index = 0
+    while f"{TAP_PREFIX}{index}" in used:
+        index += 1
+    return f"{TAP_PREFIX}{index}"
+
+
+def _portgroup(definition: NetworkDefinition, name: str | None) -> Any:
+    if name is None:
+        return next((pg for pg in definition.portgroups if pg.default), None)
+    for pg in definition.portgroups:
+        if pg.name == name:
+            return pg
+    raise Invalid(f"network {definition.name!r} has no portgroup {name!r}")
+
+
+def _check_room(
+    ctx: Ctx, *, host: str, bridge: str, network: Network | None, mac: str, tap: str | None
+) -> str:
+    """Every per-host and per-network rule in one query; returns the tap name to use."""
+    same_host = Port.host == host
+    query = select(
+        Port.host, Port.tap, Port.bridge, Port.network_id, Port.mac, Port.id, Port.owner_name
+    )
+    if network is not None:
+        query = query.where(or_(same_host, and_(Port.network_id == network.id, Port.mac == mac)))
+    else:
+        query = query.where(same_host)
+    rows = ctx.db.execute(query).all()
+    for row in rows:
+        if network is not None and row.network_id == network.id and row.mac == mac:
+            raise Conflict(
+                f"MAC {mac} is already used on network {network.name!r} by port "
+                f"{row.id} (owner {row.owner_name!r})"
+            )
+    on_host = [row for row in rows if row.host == host]
+    if sum(row.bridge == bridge for row in on_host) >= MAX_PORTS_PER_BRIDGE:
+        raise Conflict(
+            f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
+            "the most a Linux bridge takes"
+        )
+    used = {row.tap for row in on_host}
+    if tap is not None and tap in used:
+        raise Conflict(f"tap {tap!r} is already used on host {host!r}")
+    return tap or lowest_free_tap(used)
+
+
+def network_for_ports(ctx: Ctx, name: str) -> Network:
+    network = ctx.db.scalar(select(Network).where(Network.name == name))
+    if network is None:
+        raise NotFound(f"network {name!r} does not exist")
+    if network.state == "inactive":
+        raise Conflict(f"network {name!r} is not active; start it first")
+    return network
+
+
+def allocate(
+    ctx: Ctx,
+    *,
+    network: Network | None,
+    request: PortRequest,
+    bridge: str | None = None,
+    tap: str | None = None,
+    domain_id: int | None = None,
+) -> Port:
+    """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet."""
+    lock_host(ctx, request.host)
+    mtm, mtu, vlan, bandwidth, portgroup = (
+        "kernel",
+        request.mtu,
+        request.vlan,
+        request.bandwidth,
+        None,
+    )
+    if network is not None:
+        live = NetworkDefinition.model_validate(network.live or network.definition)
+        bridge = live.bridge.name
+        mtm = live.bridge.mac_table_manager
+        pg = _portgroup(live, request.portgroup)
+        portgroup = pg.name if pg else None
+        vlan = vlan or (pg.vlan if pg else None) or live.vlan
+        bandwidth = bandwidth or (pg.bandwidth if pg else None) or live.bandwidth
+        mtu = mtu or live.mtu
+    if vlan is not None or bandwidth is not None:
+        what = "VLAN tagging (vlan)" if vlan is not None else "bandwidth limits (bandwidth)"
+        raise Conflict(f"virtnet does not realise {what} on ports yet; remove it to allocate")
+    assert bridge is not None
+    mac = request.mac or random_mac()
+    tap = _check_room(ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap)
+    port_id = str(request.id or uuid.uuid4())
+    if request.id is not None and ctx.db.get(Port, port_id) is not None:
+        raise Conflict(f"a port with id {port_id} already exists")
+    port = Port(
+        id=port_id,
+        network_id=network.id if network else None,
+        domain_id=domain_id,
+        host=request.host,
+        owner_name=request.owner.name,
+        owner_uuid=str(request.owner.uuid),
+        mac=mac,
+        tap=tap,
+        bridge=bridge,
+        mac_table_manager=mtm,
+        portgroup=portgroup,
+        spec={
+            "mtu": mtu,
+            "owner_uid": request.owner_uid,
+            "owner_gid": request.owner_gid,
+            "vnet_hdr": request.vnet_hdr,
+            "multi_queue": request.multi_queue,
+        },
+        state="plugging",
+        generation=1,
+        fdb=True,
+    )
+    ctx.db.add(port)  # flushed by the next query or the commit: one round trip fewer
+    return port
+
+
+def host_port(port: Port, *, present: bool = True) -> dict[str, Any]:
+    """The whole desired state of one port on its host."""
+    return {
+        "port_id": port.id,
+        "generation": port.generation,
+        "present": present,
+        "tap": port.tap,
+        "bridge": port.bridge,
+        "guest_mac": port.mac,
+        "mac_table_manager": port.mac_table_manager,
+        "fdb": port.fdb,
+        **port.spec,
+    }
+
+
+def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
+    """Queue the desired state of ``ports`` to their hosts, one task per host."""
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for port in ports:
+        by_host.setdefault(port.host, []).append(host_port(port, present=present))
+    for host, specs in by_host.items():
+        ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
+
+
+def get(ctx: Ctx, network: Network, port_id: str) -> Port:
+    port = ctx.db.get(Port, port_id)
+    if port is None or port.network_id != network.id:
+        raise NotFound(f"network {network.name!r} has no port {port_id!r}")
+    return port

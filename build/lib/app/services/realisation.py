@@ -1,0 +1,119 @@
+"""Which hosts a network is realised on, and the desired state sent to each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
+from app.models import Host, Network, Realisation
+from app.services import events, port_queries, ports
+from app.services.context import Ctx
+
+FINAL_STATES = frozenset({"active", "degraded", "failed"})
+
+
+def host_spec(network: Network) -> dict[str, Any]:
+    """The whole desired state of one network on a host; the host looks nothing up."""
+    live = network.live or network.definition
+    bridge = live.get("bridge", {})
+    return {
+        "network_id": network.id,
+        "generation": network.generation,
+        "uuid": network.uuid,
+        "name": network.name,
+        "mode": live.get("forward", {}).get("mode", "none"),
+        "bridge": bridge.get("name", network.bridge),
+        "stp": bridge.get("stp", True),
+        "delay": bridge.get("delay", 0),
+        "mac_table_manager": bridge.get("mac_table_manager", "kernel"),
+        "mac": live.get("mac"),
+        "mtu": live.get("mtu"),
+    }
+
+
+def up_hosts(ctx: Ctx) -> list[Host]:
+    hosts = ctx.db.scalars(select(Host).order_by(Host.name)).all()
+    return [h for h in hosts if ctx.host_is_up(h.last_seen)]
+
+
+def plan_start(ctx: Ctx, network: Network) -> None:
+    ctx.db.execute(delete(Realisation).where(Realisation.network_id == network.id))
+    targets = up_hosts(ctx)
+    for host in targets:
+        ctx.db.add(
+            Realisation(network_id=network.id, host=host.name, generation=network.generation)
+        )
+        ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(host.name))
+    network.state = "starting" if targets else "active"
+
+
+def plan_stop(ctx: Ctx, network: Network) -> None:
+    from app.services import port_lifecycle
+
+    attached = port_queries.network_ports(ctx, network.id)
+    if attached:  # only with ?force: the taps go before their bridge
+        port_lifecycle.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
+    rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
+    for row in rows:
+        ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
+        ctx.db.delete(row)
+    network.state = "inactive"
+
+
+def ports_in_use(ctx: Ctx, network: Network) -> list[str]:
+    return port_queries.port_labels(ctx, network.id)
+
+
+def realisations(ctx: Ctx, network_id: int) -> list[Realisation]:
+    query = select(Realisation).where(Realisation.network_id == network_id)
+    return list(ctx.db.scalars(query.order_by(Realisation.host)))
+
+
+def record_report(
+    ctx: Ctx, *, host: str, network_id: int, generation: int, state: str, error: str | None
+) -> None:
+    """A host says how realising one network went; reports about an older run are dropped."""
+    network = ctx.db.get(Network, network_id)
+    if network is None or network.generation != generation or network.state == "inactive":
+        return
+    row = ctx.db.scalar(
+        select(Realisation).where(Realisation.network_id == network_id, Realisation.host == host)
+    )
+    if row is None:
+        row = Realisation(network_id=network_id, host=host, generation=generation)
+        ctx.db.add(row)
+    if (row.state, row.error) != (state, error):
+        events.publish(
+            ctx, "network.realised", f"network/{network.name}", host=host, state=state, error=error
+        )
+    row.state, row.error = state, error
+    ctx.db.flush()
+    if network.state == "starting" and all(
+        r.state in FINAL_STATES for r in realisations(ctx, network_id)
+    ):
+        network.state = "active"
+    ctx.db.commit()
+
+
+def plan_host_up(ctx: Ctx, host: str) -> None:
+    """A host (re)joined: give it every active network and let it drop what is no longer wanted."""
+    networks = ctx.db.scalars(select(Network).where(Network.state != "inactive")).all()
+    specs = []
+    for network in networks:
+        row = ctx.db.scalar(
+            select(Realisation).where(
+                Realisation.network_id == network.id, Realisation.host == host
+            )
+        )
+        if row is None:
+            ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
+            if network.state == "active":
+                network.state = "starting"
+        specs.append(host_spec(network))
+    port_specs = [
+        ports.host_port(p, present=p.state != "unplugging")
+        for p in port_queries.host_ports(ctx, host)
+    ]
+    ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))

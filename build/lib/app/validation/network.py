@@ -1,0 +1,163 @@
+"""Pure checks of a network definition: within the document and against other networks."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.schemas.network import BRIDGE_MODES, IpConfig, NetworkDefinition
+from app.xml.rules import libvirt_rule_breaks
+
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Problem:
+    loc: tuple[str | int, ...]
+    msg: str
+
+
+def _address(text: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _ip_problems(i: int, ip: IpConfig) -> list[Problem]:
+    loc = ("ips", i)
+    if _address(ip.address) is None:
+        return [Problem((*loc, "address"), f"{ip.address!r} is not an IPv4 or IPv6 address")]
+    if ip.prefix is not None and ip.netmask is not None:
+        return [Problem(loc, "give either prefix or netmask, not both")]
+    try:
+        iface = ip.interface()
+    except ValueError as exc:
+        return [Problem((*loc, "netmask" if ip.netmask else "prefix"), str(exc))]
+    problems: list[Problem] = []
+    family = "ipv4" if iface.version == 4 else "ipv6"
+    if ip.family is not None and ip.family != family:
+        problems.append(Problem((*loc, "family"), f"family {ip.family} but address is {family}"))
+    if ip.netmask is not None and iface.version == 6:
+        problems.append(Problem((*loc, "netmask"), "IPv6 addresses take a prefix, not a netmask"))
+    if ip.prefix is None and ip.netmask is None and iface.version == 6:
+        problems.append(Problem((*loc, "prefix"), "an IPv6 address needs a prefix"))
+    if iface.network.prefixlen < iface.max_prefixlen and iface.ip == iface.network.network_address:
+        problems.append(
+            Problem((*loc, "address"), f"{iface.ip} is the subnet's own address, not a host")
+        )
+    return problems
+
+
+def ip_problems(definition: NetworkDefinition) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, ip in enumerate(definition.ips):
+        own = _ip_problems(i, ip)
+        problems += own
+        if own or ip.dhcp is None:
+            continue
+        iface = ip.interface()
+        subnet = iface.network
+        for j, rng in enumerate(ip.dhcp.ranges):
+            rloc = ("ips", i, "dhcp", "ranges", j)
+            start, end = _address(rng.start), _address(rng.end)
+            if start is None or end is None:
+                bad = "start" if start is None else "end"
+                problems.append(Problem((*rloc, bad), "is not an IP address"))
+                continue
+            if start not in subnet or end not in subnet:
+                problems.append(Problem(rloc, f"range {start}-{end} is not inside {subnet}"))
+            elif start > end:
+                problems.append(Problem(rloc, f"range start {start} is after its end {end}"))
+            elif start <= iface.ip <= end:
+                problems.append(
+                    Problem(rloc, f"range {start}-{end} contains the network's address {iface.ip}")
+                )
+        for j, host in enumerate(ip.dhcp.hosts):
+            hloc = ("ips", i, "dhcp", "hosts", j)
+            if host.ip is not None:
+                addr = _address(host.ip)
+                if addr is None or addr not in subnet:
+                    problems.append(Problem((*hloc, "ip"), f"{host.ip} is not inside {subnet}"))
+            if host.mac is None and host.id is None and host.name is None:
+                problems.append(Problem(hloc, "a DHCP host needs a mac, id or name"))
+    return problems
+
+
+def subnets(definition: NetworkDefinition) -> list[Subnet]:
+    """The subnets a (valid) definition occupies."""
+    return [ip.interface().network for ip in definition.ips]
+
+
+def structure_problems(definition: NetworkDefinition) -> list[Problem]:
+    problems: list[Problem] = []
+    mode = definition.forward.mode
+    if mode not in BRIDGE_MODES and definition.ips:
+        problems.append(Problem(("ips",), f"forward mode {mode!r} networks cannot have addresses"))
+    if mode == "bridge" and definition.ips:
+        problems.append(Problem(("ips",), "a 'bridge' mode network cannot have addresses"))
+    defaults = [i for i, pg in enumerate(definition.portgroups) if pg.default]
+    if len(defaults) > 1:
+        problems.append(
+            Problem(("portgroups", defaults[1], "default"), "only one portgroup can be the default")
+        )
+    seen: set[str] = set()
+    for i, pg in enumerate(definition.portgroups):
+        if pg.name in seen:
+            problems.append(
+                Problem(("portgroups", i, "name"), f"portgroup {pg.name!r} appears twice")
+            )
+        seen.add(pg.name)
+    return problems
+
+
+def definition_problems(definition: NetworkDefinition) -> list[Problem]:
+    """Everything wrong with one definition on its own; empty when it is valid."""
+    return (
+        structure_problems(definition)
+        + ip_problems(definition)
+        + [Problem(loc, msg) for loc, msg in libvirt_rule_breaks(definition)]
+    )
+
+
+def overlap_problems(
+    definition: NetworkDefinition, others: Iterable[tuple[str, list[Subnet]]]
+) -> list[Problem]:
+    """Subnets of ``definition`` that overlap a subnet of another network."""
+    problems: list[Problem] = []
+    for i, mine in enumerate(subnets(definition)):
+        for other_name, theirs in others:
+            for subnet in theirs:
+                if mine.version == subnet.version and mine.overlaps(subnet):
+                    problems.append(
+                        Problem(("ips", i), f"{mine} overlaps {subnet} of network {other_name!r}")
+                    )
+    return problems
+
+
+def unrealised_features(definition: NetworkDefinition) -> list[str]:
+    """Parts of a definition that virtnet stores but cannot yet make real on a host."""
+    d = definition
+    features: list[str] = []
+    if d.forward.mode not in BRIDGE_MODES:
+        features.append(f"forward mode '{d.forward.mode}' (macvtap/SR-IOV)")
+    if d.forward.mode == "bridge" and d.bridge.name is None:
+        # libvirt too defines this and fails only at start
+        features.append("forward mode 'bridge' without an existing host bridge (bridge.name)")
+    checks = [
+        (bool(d.ips), "IP addresses, DHCP and NAT/routing rules on the bridge (ips)"),
+        (bool(d.routes), "static routes (routes)"),
+        (d.dns is not None, "DNS (dns)"),
+        (d.dnsmasq_options is not None, "extra dnsmasq options (dnsmasq_options)"),
+        (d.domain is not None, "DNS domain (domain)"),
+        (d.bandwidth is not None, "bandwidth limits (bandwidth)"),
+        (d.vlan is not None, "VLAN tagging (vlan)"),
+        (d.virtualport is not None, "virtual port profiles (virtualport)"),
+        (bool(d.port_isolated), "port isolation (port_isolated)"),
+        (d.bridge.zone is not None, "firewalld zone (bridge.zone)"),
+        (d.forward.dev is not None or bool(d.forward.interfaces), "forward devices (forward)"),
+    ]
+    features += [name for present, name in checks if present]
+    return features

@@ -1,0 +1,1 @@
+"""libvirt XML in and out."""

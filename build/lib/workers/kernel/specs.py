@@ -1,0 +1,80 @@
+"""Desired-state specs and results exchanged with the kernel layer (all frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALIAS_PREFIX = "virtnet:"
+#: link group a bridge is created in, atomically, until its alias is set: the kernel ignores
+#: an alias in the creating message, and a worker killed between the two must still find
+#: the bridge its own
+CREATING_GROUP = 0x766E7400
+MAC_TABLE_MANAGERS = ("kernel", "libvirt")
+
+
+def owner_alias(owner: str) -> str:
+    """The IFLA_IFALIAS value that marks a device as created by virtnet for ``owner``."""
+    return f"{ALIAS_PREFIX}{owner}"
+
+
+@dataclass(frozen=True)
+class HostCapabilities:
+    kernel_release: str
+    vlan_filtering: bool
+    tun: bool
+    net_admin: bool
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    name: str
+    owner: str
+    mac: str | None = None
+    mtu: int | None = None
+    stp: bool = True
+    delay: int = 0
+    """Forward delay in seconds (libvirt's ``<bridge delay=.../>``); with STP on the kernel
+    keeps it within 2..30 s."""
+    vlan_filtering: bool = False
+
+
+@dataclass(frozen=True)
+class BridgeResult:
+    name: str
+    created: bool
+    vlan_filtering: bool
+    degraded: str | None
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    tap: str
+    bridge: str
+    guest_mac: str
+    owner: str
+    mtu: int | None = None
+    mac_table_manager: str = "kernel"
+    owner_uid: int | None = None
+    owner_gid: int | None = None
+    vnet_hdr: bool = True
+    multi_queue: bool = False
+    fdb: bool = True
+    """Only with mac_table_manager "libvirt": False keeps the port plugged without its static
+    FDB entry (a paused guest)."""
+
+
+@dataclass(frozen=True)
+class PortRef:
+    """What unplug needs to know about a port; a PortSpec works wherever a PortRef does."""
+
+    tap: str
+    owner: str
+    bridge: str | None = None
+    guest_mac: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnedDevice:
+    name: str
+    kind: str
+    owner: str

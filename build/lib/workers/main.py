@@ -1,0 +1,76 @@
+"""The host worker: consumes host.<name>, makes the kernel match, reports to the control queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from app.celery_app import host_queue, make_celery
+from app.config import Settings
+from app.host_identity import own_host_key
+from workers.tasks import HostAgent, register_host_tasks
+
+log = logging.getLogger("virtnet.worker")
+
+
+def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
+    registering = True
+    while not stop.is_set():
+        try:
+            agent.send_heartbeat(registering=registering)
+            registering = False
+        except Exception:  # broker briefly away: keep trying, the host shows down meanwhile
+            log.exception("heartbeat failed")
+        stop.wait(every)
+
+
+def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
+    from app.schemas.common import HOST_NAME_RE
+
+    name = host or settings.host_name
+    if not HOST_NAME_RE.fullmatch(name):
+        from app.config import ConfigError
+
+        raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
+    key = own_host_key(settings, name)
+    if key is None:
+        from app.config import ConfigError
+
+        raise ConfigError(
+            f"VIRTNET_HOST_KEY is not set: run 'virtnet host-key {name}' where the control "
+            "worker runs (it needs VIRTNET_REPORT_SECRET) and give this worker its output"
+        )
+    celery = make_celery(settings, host=name)
+    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex, key=key)
+    agent.probe()
+    register_host_tasks(celery, agent)
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeats,
+        args=(agent, settings.heartbeat_seconds, stop),
+        name="heartbeat",
+        daemon=True,
+    )
+    beat.start()
+    try:
+        celery.worker_main(
+            [
+                "worker",
+                "-Q",
+                host_queue(name),
+                "--pool",
+                "solo",
+                "-n",
+                f"host-{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ]
+        )
+    finally:
+        stop.set()
+        agent.close()
+    return 0

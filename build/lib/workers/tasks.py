@@ -1,0 +1,209 @@
+"""Host tasks: each carries the whole desired state of one object and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+
+from app.celery_app import (
+    APPLY_PORTS,
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    HEARTBEAT_QUEUE,
+    REALISE_NETWORK,
+    RECONCILE_HOST,
+    REMOVE_NETWORK,
+    REPORT_PORTS,
+    REPORT_REALISATION,
+    task_sender,
+)
+from app.host_identity import sign
+from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
+
+log = logging.getLogger("virtnet.worker")
+
+
+class HostAgent:
+    """The host worker's state: which host it is, its kernel handle, how it reports back."""
+
+    def __init__(
+        self, celery: Celery, *, host: str, netns: str | None, worker_id: str, key: str
+    ) -> None:
+        self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self.key = key  # signs every report: the control worker believes only signed claims
+        self._send = task_sender(celery, declare=False)
+        self._net: HostNet | None = None
+        self._lock = threading.Lock()
+        self.capabilities: dict[str, Any] = {}
+
+    @property
+    def net(self) -> HostNet:
+        if self._net is None:
+            self._net = HostNet(self.netns)
+        return self._net
+
+    def probe(self) -> None:
+        caps = self.net.probe()
+        self.capabilities = {
+            "kernel_release": caps.kernel_release,
+            "vlan_filtering": caps.vlan_filtering,
+            "tun": caps.tun,
+            "net_admin": caps.net_admin,
+        }
+
+    def close(self) -> None:
+        if self._net is not None:
+            self._net.close()
+            self._net = None
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        self._send(name, sign(self.key, name, kwargs), CONTROL_QUEUE)
+
+    def send_heartbeat(self, *, registering: bool) -> None:
+        beat = {
+            "host": self.host,
+            "worker_id": self.worker_id,
+            "capabilities": self.capabilities,
+            "registering": registering,
+        }
+        self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat), HEARTBEAT_QUEUE)
+
+    def realise(self, network: dict[str, Any]) -> None:
+        state, error = "active", None
+        try:
+            with self._lock:
+                if network["mode"] == "bridge":
+                    self.net.check_bridge(network["bridge"])
+                else:
+                    result = self.net.ensure_bridge(_bridge_spec(network))
+                    if result.degraded:
+                        state, error = "degraded", result.degraded
+        except KernelError as exc:
+            state, error = "failed", str(exc)
+        except Exception as exc:  # report every failure; a silent host is worse
+            log.exception("realising network %s failed", network["name"])
+            state, error = "failed", f"unexpected error: {exc}"
+        self.send(
+            REPORT_REALISATION,
+            host=self.host,
+            network_id=network["network_id"],
+            generation=network["generation"],
+            state=state,
+            error=error,
+        )
+
+    def remove(self, network: dict[str, Any]) -> None:
+        if network["mode"] == "bridge":
+            return  # an existing host bridge: never created by us, never deleted by us
+        with self._lock:
+            self.net.remove_bridge(network["bridge"], owner=network["uuid"])
+
+    def apply_ports(self, ports: list[dict[str, Any]]) -> None:
+        """Plug the ports wanted present, unplug the others; report every one."""
+        plug = [p for p in ports if p["present"]]
+        unplug = [p for p in ports if not p["present"]]
+        results: list[dict[str, Any]] = []
+        with self._lock:
+            if unplug:
+                results += _timed(self.net.unplug_many, unplug, "absent")
+            if plug:
+                results += _timed(self.net.plug_many, plug, "plugged")
+        self.send(REPORT_PORTS, host=self.host, results=results)
+
+    def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
+        """Make the host match the full desired state: add what is missing, drop what is ours
+        and no longer wanted; devices virtnet did not create are never touched."""
+        wanted_taps = {p["tap"] for p in ports if p["present"]}
+        wanted_bridges = {n["bridge"] for n in networks if n["mode"] != "bridge"}
+        with self._lock:
+            owned = self.net.owned_devices()
+            leftovers = [
+                PortRef(d.name, d.owner)
+                for d in owned
+                if d.kind == "tap" and d.name not in wanted_taps
+            ]
+            self.net.unplug_many(leftovers)
+            for device in owned:
+                if device.kind == "bridge" and device.name not in wanted_bridges:
+                    self.net.remove_bridge(device.name, owner=device.owner)
+        for network in networks:
+            self.realise(network)
+        if ports:
+            self.apply_ports(ports)
+
+
+def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
+    return BridgeSpec(
+        name=network["bridge"],
+        owner=network["uuid"],
+        mac=network.get("mac"),
+        mtu=network.get("mtu"),
+        stp=network.get("stp", True),
+        delay=network.get("delay", 0),
+        vlan_filtering=network.get("mac_table_manager") == "libvirt",
+    )
+
+
+def _port_spec(port: dict[str, Any]) -> PortSpec:
+    return PortSpec(
+        tap=port["tap"],
+        bridge=port["bridge"],
+        guest_mac=port["guest_mac"],
+        owner=port["port_id"],
+        mtu=port.get("mtu"),
+        mac_table_manager=port.get("mac_table_manager", "kernel"),
+        owner_uid=port.get("owner_uid"),
+        owner_gid=port.get("owner_gid"),
+        vnet_hdr=port.get("vnet_hdr", True),
+        multi_queue=port.get("multi_queue", False),
+        fdb=port.get("fdb", True),
+    )
+
+
+def _timed(
+    apply: Callable[[list[PortSpec]], list[Any]], ports: list[dict[str, Any]], done: str
+) -> list[dict[str, Any]]:
+    """Apply a batch and report each port with its share of the batch's time on this host."""
+    started = time.perf_counter()
+    outcomes = apply([_port_spec(p) for p in ports])
+    each = (time.perf_counter() - started) / len(ports)
+    return [_result(p, o, done, each) for p, o in zip(ports, outcomes, strict=True)]
+
+
+def _result(port: dict[str, Any], outcome: object, done: str, seconds: float) -> dict[str, Any]:
+    error = str(outcome) if isinstance(outcome, Exception) else None
+    return {
+        "port_id": port["port_id"],
+        "generation": port["generation"],
+        "tap": port["tap"],
+        "bridge": port["bridge"],
+        "guest_mac": port["guest_mac"],
+        "state": "failed" if error else done,
+        "error": error,
+        "seconds": seconds,
+    }
+
+
+def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
+    @celery.task(name=REALISE_NETWORK, ignore_result=True)
+    def realise_network(network: dict[str, Any]) -> None:
+        agent.realise(network)
+
+    @celery.task(name=REMOVE_NETWORK, ignore_result=True)
+    def remove_network(network: dict[str, Any]) -> None:
+        agent.remove(network)
+
+    @celery.task(name=RECONCILE_HOST, ignore_result=True)
+    def reconcile(
+        networks: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None
+    ) -> None:
+        agent.reconcile(networks, ports or [])
+
+    @celery.task(name=APPLY_PORTS, ignore_result=True)
+    def apply_ports(ports: list[dict[str, Any]]) -> None:
+        agent.apply_ports(ports)
