@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import InvalidBody, problem, pydantic_errors
+from app.conf import jsondoc
 
 MAX_BODY = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
@@ -67,7 +68,9 @@ def parse_json(
 ) -> tuple[Model, dict[str, Any]]:
     """The document as ``model``, plus the read-only parts a GET-modify-PUT client sent back."""
     try:
-        data = json.loads(raw)
+        data = jsondoc.loads(raw)
+    except jsondoc.TooDeep as exc:
+        raise InvalidBody(422, str(exc), [{"field": "(document)", "message": str(exc)}]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidBody(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

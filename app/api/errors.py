@@ -16,6 +16,8 @@ from app.services.errors import ServiceError, Unauthorized
 
 log = logging.getLogger("virtnet.api")
 PROBLEM = "application/problem+json"
+#: a problem lists at most this many errors, then says how many it left out
+MAX_ERRORS = 50
 
 
 def problem(
@@ -34,7 +36,11 @@ def problem(
     }
     errors = list(errors)
     if errors:
-        body["errors"] = errors
+        body["errors"] = errors[:MAX_ERRORS]
+    if len(errors) > MAX_ERRORS:
+        more = len(errors) - MAX_ERRORS
+        body["errors_omitted"] = more
+        body["detail"] = f"{detail} (and {more} more errors not listed)"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -8,6 +8,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.conf.ifname import ifname_problem
+from app.conf.jsondoc import check_depth
+
+#: the largest id or count a query may name: SQL INTEGER, the ids' column type
+DB_INT_MAX = 2**31 - 1
+
 NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}")
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -28,10 +34,9 @@ def _name(value: str) -> str:
 
 
 def _ifname(value: str) -> str:
-    if not value or len(value.encode()) > 15:
-        raise ValueError("an interface name is 1 to 15 bytes long")
-    if value in {".", ".."} or any(c == "/" or c == ":" or c.isspace() for c in value):
-        raise ValueError("an interface name cannot contain '/', ':' or whitespace, nor be '.'")
+    problem = ifname_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -57,6 +62,8 @@ IfName = Annotated[str, AfterValidator(_ifname)]
 MacAddress = Annotated[str, AfterValidator(_mac)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 Kbytes = Annotated[int, Field(ge=0, le=2**32 - 1)]
+#: a free-form JSON object (``metadata``), nested at most jsondoc.MAX_DEPTH deep
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_depth)]
 
 
 def random_mac(prefix: str = "52:54:00") -> str:

@@ -7,24 +7,21 @@ import random
 import re
 from collections.abc import Sequence
 
+from app.conf.ifname import ifname_problem
+
 from . import nl, nlsock
 from .errors import DeviceConflict, KernelError, from_errno
 from .specs import ALIAS_PREFIX, CREATING_GROUP, owner_alias
 
-# '%' too: TUNSETIFF would take "vnet%d" as a template and pick a name itself
-_IFNAME = re.compile(r"^[^/\s:%]{1,15}$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _SKIP_STATS = nl.nla_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
 TUN_TYPE_TAP = 2
 
 
 def check_ifname(name: str, what: str) -> None:
-    if not _IFNAME.match(name) or name in (".", ".."):
-        raise KernelError(
-            f"{what}: {name!r} is not a valid interface name "
-            "(1-15 characters, no '/', ':', '%' or whitespace)",
-            errno.EINVAL,
-        )
+    problem = ifname_problem(name)  # the API's rule too: what it accepts, a host can create
+    if problem:
+        raise KernelError(f"{what}: {name!r}: {problem}", errno.EINVAL)
 
 
 def check_mac(mac: str, what: str) -> None:

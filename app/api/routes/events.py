@@ -13,12 +13,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, bearer_secret
+from app.conf.common import DB_INT_MAX
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import events, tokens
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
-from app.services.errors import Forbidden, Unauthorized
+from app.services.errors import Forbidden, Invalid, Unauthorized
 
 router = APIRouter(prefix="/v1", tags=["events"])
 POLL_SECONDS = 0.1
@@ -34,6 +35,8 @@ def _authorise(settings: Settings, secret: str) -> None:
 
 def _start_after(settings: Settings, last_event_id: str | None) -> int:
     if last_event_id is not None and last_event_id.strip().isdigit():
+        if int(last_event_id) > DB_INT_MAX:
+            raise Invalid(f"Last-Event-ID {last_event_id.strip()!r} is not an event id")
         return int(last_event_id)
     with get_sessionmaker(settings.effective_database_url)() as session:
         return events.latest_id(Ctx(session, Outbox(None), settings))
@@ -73,8 +76,12 @@ async def stream_events(
     token: Annotated[
         str | None, Query(description="for EventSource, which cannot send headers")
     ] = None,
-    limit: Annotated[int | None, Query(ge=1, description="end the stream after N events")] = None,
-    after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="end the stream after N events")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=DB_INT_MAX, description="replay events after this id")
+    ] = None,
 ) -> StreamingResponse:
     secret = token or bearer_secret(request)
     if not secret:

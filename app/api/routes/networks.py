@@ -12,7 +12,7 @@ from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
 from app.api.requests import AutostartRequest
 from app.api.views import NetworkView, Page, network_view
-from app.conf.common import compact
+from app.conf.common import DB_INT_MAX, compact
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.xml import network_from_xml, network_to_xml
 from app.services import networks, realisation
@@ -93,7 +93,7 @@ def list_networks(
     autostart: bool | None = None,
     persistent: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
 ) -> dict[str, Any]:
     rows, total = networks.listing(
         ctx, state=state, autostart=autostart, persistent=persistent, limit=limit, offset=offset

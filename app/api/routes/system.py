@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from sqlalchemy import text
 
 from app.api.deps import Admin, CtxDep, Reader
 from app.api.requests import TokenRequest
 from app.api.views import HostView, NewTokenView, TokenView, host_view, token_view
+from app.conf.common import DB_INT_MAX
 from app.services import hosts, tokens
 
 router = APIRouter(prefix="/v1")
@@ -44,6 +45,8 @@ def list_tokens(ctx: CtxDep, _: Admin) -> list[dict[str, Any]]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-def revoke_token(token_id: int, ctx: CtxDep, _: Admin) -> Response:
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=DB_INT_MAX)], ctx: CtxDep, _: Admin
+) -> Response:
     tokens.revoke(ctx, token_id=token_id)
     return Response(status_code=204)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import uuid as uuidlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.conf.common import IfName, Kbytes, MacAddress, Name, Strict
+from app.conf.common import IfName, JsonObject, Kbytes, MacAddress, Name, Strict
 from app.conf.xml.metadata import canonical_text
 from app.conf.xml.reader import any_base
 
@@ -354,7 +354,7 @@ class NetworkDefinition(Strict):
     uuid: UUID | None = None
     title: str | None = Field(default=None, max_length=1024)
     description: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     ipv6: bool | None = None
     trust_guest_rx_filters: bool | None = None
     bridge: Bridge = Field(default_factory=Bridge)

@@ -7,11 +7,11 @@ and app.conf.network.validate, whose errors Findings.locate maps back to the XML
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lxml import etree
 
+from app.conf import jsondoc
 from app.conf.network.model import LEASE_UNIT_SECONDS
 from app.conf.xml.metadata import VIRTNET_TAG, canonical
 from app.conf.xml.reader import (
@@ -317,7 +317,10 @@ def _virtnet(node: Node, doc: Doc) -> None:
     if not text:
         return
     try:
-        metadata = json.loads(text)
+        metadata = jsondoc.loads(text)
+    except jsondoc.TooDeep as exc:
+        node.fail(f"the metadata is too deep: {exc}")
+        return
     except ValueError as exc:
         node.fail(f"the metadata is not valid JSON: {exc}")
         return

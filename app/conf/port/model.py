@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.conf.common import HostName, IfName, MacAddress, Name, Strict
+from app.conf.common import HostName, IfName, JsonObject, MacAddress, Name, Strict
 from app.conf.network.model import Bandwidth, PciAddress, VirtualPort, Vlan
 from app.conf.network.rules import _bandwidth, _virtualport, _vlan
 from app.conf.xml.safe import Refused, parse
@@ -138,7 +138,7 @@ class DomainDefinition(Strict):
     vcpus: int = Field(default=1, ge=1, le=4096)
     host: HostName
     description: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     interfaces: list[InterfaceDef] = Field(default_factory=list, max_length=1023)
     xml: DomainXml | None = Field(
         default=None,
