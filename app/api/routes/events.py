@@ -24,6 +24,8 @@ from app.services.errors import Forbidden, Invalid, Unauthorized
 router = APIRouter(prefix="/v1", tags=["events"])
 POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
+#: an open stream re-checks its token this often: a revoked token stops receiving within it
+RECHECK_SECONDS = 0.5
 
 
 def _authorise(settings: Settings, secret: str) -> None:
@@ -31,6 +33,14 @@ def _authorise(settings: Settings, secret: str) -> None:
         token = tokens.authenticate(Ctx(session, Outbox(None), settings), secret)
         if not tokens.role_allows(token.role, "reader"):
             raise Forbidden("reading events needs the 'reader' role")
+
+
+def _still_allowed(settings: Settings, secret: str) -> bool:
+    try:
+        _authorise(settings, secret)
+    except (Unauthorized, Forbidden):
+        return False
+    return True
 
 
 def _start_after(settings: Settings, last_event_id: str | None) -> int:
@@ -43,15 +53,20 @@ def _start_after(settings: Settings, last_event_id: str | None) -> int:
 
 
 async def _stream(
-    request: Request, settings: Settings, after: int, limit: int | None
+    request: Request, settings: Settings, secret: str, after: int, limit: int | None
 ) -> AsyncIterator[str]:
     reader = events.EventReader(after)
     session = get_sessionmaker(settings.effective_database_url)()
     ctx = Ctx(session, Outbox(None), settings)
-    sent, quiet_since = 0, time.monotonic()
+    sent, quiet_since, checked = 0, time.monotonic(), time.monotonic()
     try:
         yield "retry: 1000\n\n"
         while not await request.is_disconnected():
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await run_in_threadpool(_still_allowed, settings, secret):
+                    yield "event: revoked\ndata: {}\n\n"  # the token is gone: so is the stream
+                    return
+                checked = time.monotonic()
             batch = await run_in_threadpool(reader.poll, ctx)
             for event in batch:
                 yield f"id: {event['id']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
@@ -93,7 +108,7 @@ async def stream_events(
         else await run_in_threadpool(_start_after, settings, last_event_id)
     )
     return StreamingResponse(
-        _stream(request, settings, start, limit),
+        _stream(request, settings, secret, start, limit),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
