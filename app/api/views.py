@@ -28,7 +28,7 @@ class RealisationView(BaseModel):
 
 
 class NetworkStatus(BaseModel):
-    state: Literal["inactive", "starting", "active"]
+    state: Literal["inactive", "starting", "active", "failed"]
     persistent: bool
     revision: int
     created_at: datetime

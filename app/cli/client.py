@@ -196,7 +196,8 @@ def settle_network(
     with Progress(label):
         return poll_until(
             network,
-            finished=lambda n: n["status"]["state"] != "starting",
+            # with no host up there is nothing to wait for: it starts when one registers
+            finished=lambda n: n["status"]["state"] != "starting" or not n["status"].get("hosts"),
             refresh=refresh,
             deadline=Deadline(waiting.timeout),
             describe=lambda n: f"the start of network {n['name']!r}",

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from app.cli.client import Verbs, Waiting, print_document, run_action, settle_network
-from app.cli.client_api import Api, api_path, read_document
-from app.cli.client_output import emit, print_fields, print_table, warn
+from app.cli.client_api import Api, ClientError, api_path, read_document
+from app.cli.client_output import emit, print_fields, print_json, print_table, warn
 
 PAGE = 1000
 
@@ -29,7 +29,15 @@ def _started(api: Api, args: argparse.Namespace, network: dict[str, Any], verb: 
     network = settle_network(api, network, waiting=Waiting.of(args), label=f"starting {name}")
     _warn_unrealised(network)
     state = network["status"]["state"]
-    done = verb if state == "active" else f"{verb}; it is {state} on its hosts"
+    if state == "failed":  # as libvirt's net-start fails when the bridge cannot be made
+        if args.json:
+            print_json(network)
+        raise ClientError(f"network {name!r} failed to start: no host could realise it")
+    done = verb
+    if state == "starting" and not network["status"].get("hosts"):
+        warn(f"no host is up yet: network {name!r} is realised when one registers")
+    elif state != "active":
+        done = f"{verb}; it is {state} on its hosts"
     emit(args.json, network, f"Network {name} {done}")
 
 
@@ -150,6 +158,13 @@ def net_port_create(api: Api, args: argparse.Namespace) -> None:
         port = api.call("GET", api_path("networks", args.network, "ports", port["id"]))
     actual = port.get("actual") or {}
     where = f"tap {actual.get('tap')} on bridge {actual.get('bridge')} of host {port['host']}"
+    if port["state"] == "failed":  # answered 201, but no tap was plugged
+        if args.json:
+            print_json(port)
+        raise ClientError(
+            f"network port {port['id']} failed on host {port['host']}: "
+            f"{port.get('error') or 'no reason given'}"
+        )
     created = "created" if waiting.enabled else f"requested ({port['state']})"
     emit(args.json, port, f"Network port {port['id']} {created} from {args.file}: {where}")
 

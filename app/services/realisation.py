@@ -12,6 +12,19 @@ from app.services import events, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
+REALISED = frozenset({"active", "degraded"})
+
+
+def network_state(host_states: list[str]) -> str:
+    """A started network's state from its hosts' realisations (README, "Network state").
+
+    ``starting`` while no host has it yet (none up) or any host has not answered; ``active``
+    once every host answered and at least one realised it; ``failed`` once every host answered
+    and none could. Never ``active`` while no host realised the network.
+    """
+    if not host_states or any(s not in FINAL_STATES for s in host_states):
+        return "starting"
+    return "active" if any(s in REALISED for s in host_states) else "failed"
 
 
 def host_spec(network: Network) -> dict[str, Any]:
@@ -46,7 +59,7 @@ def plan_start(ctx: Ctx, network: Network) -> None:
             Realisation(network_id=network.id, host=host.name, generation=network.generation)
         )
         ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(host.name))
-    network.state = "starting" if targets else "active"
+    network.state = "starting"  # with no host up, it waits for one (network_state)
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
@@ -90,10 +103,7 @@ def record_report(
         )
     row.state, row.error = state, error
     ctx.db.flush()
-    if network.state == "starting" and all(
-        r.state in FINAL_STATES for r in realisations(ctx, network_id)
-    ):
-        network.state = "active"
+    network.state = network_state([r.state for r in realisations(ctx, network_id)])
     ctx.db.commit()
 
 
@@ -109,8 +119,7 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
         )
         if row is None:
             ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
-            if network.state == "active":
-                network.state = "starting"
+            network.state = "starting"
         specs.append(host_spec(network))
     port_specs = [
         ports.host_port(p, present=p.state != "unplugging")

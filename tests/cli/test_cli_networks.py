@@ -25,13 +25,13 @@ def test_a_network_from_definition_to_undefinition(virtnet: Virtnet, write: Writ
     assert table(active.out) == (NET_LIST_HEADER, [])  # virsh lists active networks only
     assert table(every.out)[1] == [["lab", "inactive", "no", "yes", "virbr0", "libvirt"]]
 
-    # with no host up, a started network is active at once
+    # with no host up, a started network waits for one: starting, never active unrealised
     assert virtnet.ok("net-start", "lab").out == "Network lab started\n"
     assert virtnet.ok("net-autostart", "lab").out == "Network lab marked as autostarted\n"
     listing, info = virtnet.each(["net-list"], ["net-info", "lab"])
-    assert table(listing.out)[1] == [["lab", "active", "yes", "yes", "virbr0", "libvirt"]]
+    assert table(listing.out)[1] == [["lab", "starting", "yes", "yes", "virbr0", "libvirt"]]
     shown = fields(info.out)
-    assert shown["Name"] == "lab" and shown["Active"] == "yes" and shown["Autostart"] == "yes"
+    assert shown["Name"] == "lab" and shown["Active"] == "no" and shown["Autostart"] == "yes"
     assert shown["Bridge"] == "virbr0" and shown["MAC table"] == "libvirt"
     assert len(shown["UUID"]) == 36
 
@@ -44,7 +44,7 @@ def test_json_output_is_the_apis_and_files_come_from_stdin(
 ) -> None:
     created = virtnet.ok("net-create", "-", "--json", input='{"name": "tmp"}').json()
     assert created == api.get("/v1/networks/tmp").json()
-    assert created["status"]["state"] == "active" and created["status"]["persistent"] is False
+    assert created["status"]["state"] == "starting" and created["status"]["persistent"] is False
     assert [n["uuid"] for n in virtnet.ok("net-list", "--json").json()] == [created["uuid"]]
     # a transient network is gone once destroyed: the API answers 204, --json prints nothing
     assert virtnet.ok("net-destroy", "tmp", "--json").out == ""

@@ -89,7 +89,7 @@ async def define_network(
 def list_networks(
     ctx: CtxDep,
     _: Reader,
-    state: Literal["inactive", "starting", "active"] | None = None,
+    state: Literal["inactive", "starting", "active", "failed"] | None = None,
     autostart: bool | None = None,
     persistent: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
