@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.cli.client import Verbs, Waiting, print_document, run_action
-from app.cli.client_api import Api, api_path, read_document
+from app.cli.client_api import Api, BadInput, api_path, read_document
 from app.cli.client_output import emit, print_table
 
 
@@ -51,8 +52,26 @@ def lifecycle(api: Api, args: argparse.Namespace) -> None:
 
 
 def define(api: Api, args: argparse.Namespace) -> None:
-    domain = api.call("POST", "/v1/domains", document=read_document(args.file))
+    document = read_document(args.file)
+    params = None
+    if document.is_xml:  # libvirt's <domain> does not say which host runs it
+        params = {"host": args.host or _only_host(api)}
+    elif args.host:
+        body = json.loads(document.content)
+        if body.get("host", args.host) != args.host:
+            raise BadInput(f"{args.file} says host {body['host']!r} but --host says {args.host!r}")
+        body["host"] = args.host
+        document = replace(document, content=json.dumps(body).encode())
+    domain = api.call("POST", "/v1/domains", document=document, params=params)
     emit(args.json, domain, f"Domain '{domain['name']}' defined from {args.file}")
+
+
+def _only_host(api: Api) -> str:
+    hosts = [h["name"] for h in api.call("GET", "/v1/hosts")]
+    if len(hosts) == 1:
+        return str(hosts[0])
+    known = f"the known hosts are {', '.join(hosts)}" if hosts else "no host has registered yet"
+    raise BadInput(f"say which host runs the domain with --host NAME: {known}")
 
 
 def undefine(api: Api, args: argparse.Namespace) -> None:
@@ -138,7 +157,10 @@ def domain_list(api: Api, args: argparse.Namespace) -> None:
 
 def register(verbs: Verbs) -> None:
     p = verbs.add("define", define, "define a domain from a file")
-    p.add_argument("file", metavar="FILE", help="a domain definition, JSON; '-' reads stdin")
+    p.add_argument(
+        "file", metavar="FILE", help="a domain definition, JSON or libvirt XML; '-' reads stdin"
+    )
+    p.add_argument("--host", help="the host that runs it (default: the only host, if one)")
     p = verbs.add("undefine", undefine, "remove a domain's definition", waits=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--force", action="store_true", help="stop a running domain first")

@@ -13,7 +13,7 @@ from app.models import Network, Realisation
 from app.services import realisation
 from app.services.context import Ctx
 from app.services.dispatch import Outbox
-from tests.cli.conftest import Virtnet, add_host
+from tests.cli.conftest import Virtnet, WriteFile, add_host
 from tests.cluster import ROOT, wait_for
 
 FORWARD_BRIDGE = {"name": "fb", "forward": {"mode": "bridge"}, "bridge": {"name": "nosuchbr0"}}
@@ -88,3 +88,21 @@ def test_with_no_host_up_a_started_network_is_starting(virtnet: Virtnet) -> None
     started = virtnet.ok("net-start", "lonely")
     assert started.out == "Network lonely started\n" and "no host is up" in started.err
     assert api.get("/v1/networks/lonely").json()["status"]["state"] == "starting"
+
+
+def test_define_of_libvirt_domain_xml_takes_host_or_the_only_one(
+    virtnet: Virtnet, cli_settings: Settings, write: WriteFile
+) -> None:
+    xml = "<domain type='kvm'><name>{}</name><memory>1024</memory><vcpu>1</vcpu></domain>"
+    none_yet = virtnet.fails(2, "define", write("d0.xml", xml.format("d0")))
+    assert "--host" in none_yet.err and "no host has registered" in none_yet.err
+    add_host(cli_settings, "only1", age=-600)
+    one = virtnet.ok("define", write("d1.xml", xml.format("d1")), "--json").json()
+    assert one["host"] == "only1"
+    add_host(cli_settings, "other2", age=-600)
+    several = virtnet.fails(2, "define", write("d2.xml", xml.format("d2")))
+    assert "only1, other2" in several.err
+    chosen = virtnet.ok("define", write("d3.xml", xml.format("d3")), "--host", "other2", "--json")
+    assert chosen.json()["host"] == "other2"
+    doc = write("d4.json", {"name": "d4"})
+    assert virtnet.ok("define", doc, "--host", "only1", "--json").json()["host"] == "only1"
