@@ -105,6 +105,7 @@ def allocate(
 ) -> Port:
     """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet."""
     lock_host(ctx, request.host)
+    plug_type = "bridge"  # a domain's <interface type='bridge'>
     mtm, mtu, vlan, bandwidth, portgroup = (
         "kernel",
         request.mtu,
@@ -115,7 +116,10 @@ def allocate(
     if network is not None:
         live = NetworkDefinition.model_validate(network.live or network.definition)
         bridge = live.bridge.name
-        mtm = live.bridge.mac_table_manager
+        mtm = live.bridge.mac_table_manager or "kernel"
+        # libvirt's networkAllocatePort: a <forward mode='bridge'/> network with a <bridge
+        # name> hands out a plain bridge; the bridges a network makes are type 'network'
+        plug_type = "bridge" if live.forward.mode == "bridge" and bridge else "network"
         pg = _portgroup(live, request.portgroup)
         portgroup = pg.name if pg else None
         vlan = vlan or (pg.vlan if pg else None) or live.vlan
@@ -148,6 +152,7 @@ def allocate(
             "owner_gid": request.owner_gid,
             "vnet_hdr": request.vnet_hdr,
             "multi_queue": request.multi_queue,
+            "plug_type": plug_type,
         },
         state="plugging",
         generation=1,

@@ -139,7 +139,7 @@ def _nat(out: _Out, nat: dict[str, Any]) -> None:
 
 def _bridge(out: _Out, d: NetworkDefinition) -> None:
     b, owns = d.bridge, d.forward.mode in BRIDGE_CREATING
-    manager = "libvirt" if b.mac_table_manager == "libvirt" else None
+    manager = b.mac_table_manager  # an explicit 'kernel' is printed back, as libvirt 9.0 does
     if not (owns or b.name or manager):
         return
     attrs: list[tuple[str, Any]] = [("name", b.name), ("zone", b.zone)]

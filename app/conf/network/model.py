@@ -131,7 +131,8 @@ class Bridge(Strict):
     name: IfName | None = None
     stp: bool = True
     delay: int = Field(default=0, ge=0, le=4_294_967)
-    mac_table_manager: Literal["kernel", "libvirt"] = "kernel"
+    #: unset means "kernel", as in libvirt, which prints the attribute back only when given
+    mac_table_manager: Literal["kernel", "libvirt"] | None = None
     zone: str | None = None
 
 

@@ -203,7 +203,7 @@ def _plug_mismatch(
     found: Findings, plug: PlugBridge, network: NetworkDefinition
 ) -> list[dict[str, Any]]:
     """A plug in a request must be the one virtnet would make: the network's bridge."""
-    bridge, manager = network.bridge.name, network.bridge.mac_table_manager
+    bridge, manager = network.bridge.name, network.bridge.mac_table_manager or "kernel"
     errors = []
     if plug.bridge != bridge:
         why = f"network {network.name!r} uses bridge {bridge!r}, not {plug.bridge!r}"
