@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from app import web
 from app.api import docs, errors, metrics
 from app.api.body import BodyLimit
+from app.api.openapi import document_answers
 from app.api.routes import domains, events, networks, ports, system
 from app.celery_app import make_celery, task_sender
 from app.conf.network.model import NetworkDefinition
@@ -56,6 +57,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(extra.pop("$defs", {}))
                 components[model.__name__] = extra
+            document_answers(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
