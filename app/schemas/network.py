@@ -333,6 +333,11 @@ class PortGroup(Strict):
     bandwidth: Bandwidth | None = None
     virtualport: VirtualPort | None = None
     trust_guest_rx_filters: bool | None = None
+    port_isolated: bool | None = Field(
+        default=None,
+        description="virtnet's extension: <port isolated> for the portgroup's ports "
+        "(libvirt has it on networks and interfaces only)",
+    )
 
     @model_validator(mode="after")
     def _libvirt_form(self) -> PortGroup:

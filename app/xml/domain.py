@@ -24,7 +24,7 @@ from app.schemas.common import random_mac
 from app.schemas.port import DomainDefinition, InterfaceType
 from app.xml.body import located, parse_body, refuse
 from app.xml.parse import _bandwidth, _put, _text, _virtualport, _vlan
-from app.xml.reader import Findings, Node, Where, one_of, uint
+from app.xml.reader import Findings, Node, Where, one_of, uint, yes_no
 from app.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
@@ -117,6 +117,7 @@ def read_interface(node: Node) -> Doc:
             _put(iface, "target", dev)
     _vlan(node, iface)
     _bandwidth(node, iface)
+    _single(node, iface, "port", "isolated", "port_isolated", yes_no)
     _virtualport(node, iface)
     actual = node.child("actual")
     if actual is not None:

@@ -102,9 +102,7 @@ def brport_request(index: int, **flags: int) -> nlsock.Request:
     slave = nl.nla_nest(
         nl.IFLA_LINKINFO,
         nl.nla_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
-        nl.nla_nest(
-            nl.IFLA_INFO_SLAVE_DATA, *(nl.nla_u8(kinds[k], v) for k, v in flags.items())
-        ),
+        nl.nla_nest(nl.IFLA_INFO_SLAVE_DATA, *(nl.nla_u8(kinds[k], v) for k, v in flags.items())),
     )
     return nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(index) + slave)
 
