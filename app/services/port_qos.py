@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.conf.network.model import Bandwidth, NetworkDefinition
 from app.models import Port
-from app.schemas.network import Bandwidth, NetworkDefinition
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
