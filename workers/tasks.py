@@ -141,17 +141,24 @@ class HostAgent:
                     self.net.remove_bridge(device.name, owner=device.owner)
             wanted_owners = {p["port_id"] for p in ports if p["present"]}
             wanted_owners |= {n["uuid"] for n in networks}
-            for device in owned:
-                if device.kind == "ifb" and device.owner not in wanted_owners:
-                    self.net.remove_ifb(device.owner)
+            try:
+                for device in owned:
+                    if device.kind == "ifb" and device.owner not in wanted_owners:
+                        self.net.remove_ifb(device.owner)
+                for bridge in wanted_bridges & {d.name for d in owned}:
+                    keep = {
+                        p["class_id"]
+                        for p in ports
+                        if p["present"] and p["bridge"] == bridge and _floor(p) is not None
+                    }
+                    self.net.remove_floors(bridge, keep=keep)  # floors of ports gone
+            except KernelError:  # the ports and networks below still get their turn
+                log.exception("removing leftover bandwidth settings failed")
         for network in networks:
             self.realise(network)
         if ports:
             self.apply_ports(ports, check_qos=True)
-        with self._lock:
-            for bridge in wanted_bridges:
-                keep = {p["class_id"] for p in ports if p["bridge"] == bridge and p.get("floor")}
-                self.net.remove_floors(bridge, keep=keep)
+
 
 
 def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:

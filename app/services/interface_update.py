@@ -42,6 +42,7 @@ def update_interface(
                 "detach and attach it instead"
             )
         port = live[0]
+        ports.lock_host(ctx, port.host)  # floors and class ids of one host take turns
         network_def = None
         pg = None
         if port.network_id is not None:
@@ -61,7 +62,6 @@ def update_interface(
         else:
             bandwidth = interface.bandwidth
         isolated = port_qos.merged_isolated(interface.port_isolated, pg, network_def)
-        ports.lock_host(ctx, port.host)
         port.spec = {
             **port.spec,
             **port_qos.qos_spec(

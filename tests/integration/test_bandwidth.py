@@ -99,6 +99,7 @@ def test_isolation_and_bandwidth_follow_plug_live_changes_and_reconcile(
     cluster.kill("h1", signal.SIGKILL)
     cluster.start_host("h1", ns)
     wait_for(lambda: "1:2" in htb(ns, gold_tap), what=f"qdiscs repaired\n{cluster.logs()}")
+    wait_for(lambda: htb(ns, BR).get("1:3") == ("1:1", 900_000, 1_500_000), what="floor kept")
 
     # everything goes with the ports
     assert api.post("/v1/domains/vm/stop?wait=20").json()["state"] == "succeeded"
