@@ -71,6 +71,10 @@ def test_portgroups_supply_defaults_and_the_port_shows_them(
     # the portgroup's bandwidth, the network's isolation, the first free floor class
     assert actual["bandwidth"] == {"inbound": {"average": 800, "floor": 600}}
     assert actual["port_isolated"] is True and actual["class_id"] == 3
+    xml = client.get(
+        f"/v1/networks/q/ports/{gold.json()['id']}", headers={"Accept": "application/xml"}
+    ).text
+    assert "<bandwidth classID='3'>" in xml and "<port isolated='yes'/>" in xml, xml
     # the default portgroup opens isolation; the interface's own bandwidth wins
     own = {"outbound": {"average": 100}}
     mine = client.post("/v1/networks/q/ports", json=port("52:54:00:00:00:02", bandwidth=own))
