@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,8 +48,18 @@ def field_path(loc: Sequence[str | int]) -> str:
     return ".".join(str(p) for p in loc) or "(document)"
 
 
-def problems_to_errors(problems: Iterable[Problem]) -> list[dict[str, Any]]:
-    return [{"field": field_path(p.loc), "message": p.msg} for p in problems]
+def problems_to_errors(
+    problems: Iterable[Problem], locate: Callable[[Sequence[str | int]], Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each problem with its field's path in the format the client sent: a JSON path, or
+    with ``locate`` (an XML body's Findings.locate) the XPath and line of the XML."""
+    if locate is None:
+        return [{"field": field_path(p.loc), "message": p.msg} for p in problems]
+    return [
+        {"field": where.path, "line": where.line, "message": p.msg}
+        for p in problems
+        for where in [locate(p.loc)]
+    ]
 
 
 def pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -73,13 +83,13 @@ class InvalidBody(Exception):
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return problem(
             exc.status,
             exc.title,
             exc.detail,
-            errors=problems_to_errors(exc.problems),
+            errors=problems_to_errors(exc.problems, getattr(request.state, "xml_locate", None)),
             headers=headers,
         )
 

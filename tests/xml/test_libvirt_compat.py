@@ -53,3 +53,21 @@ def test_a_port_on_a_forward_bridge_network_plugs_type_bridge(
     status = client.get("/v1/domains/vmb?status=true", headers=ACCEPT)
     actual = etree.fromstring(status.content).find("devices/interface/actual")
     assert actual.get("type") == "bridge" and actual.find("source").get("bridge") == "brext0"
+
+
+def test_errors_name_fields_in_the_format_the_client_sent(client: TestClient) -> None:
+    first = {"name": "a", "ips": [{"address": "192.168.50.1", "prefix": 24}]}
+    assert client.post("/v1/networks", json=first).status_code == 201
+    second = {"name": "b", "ips": [{"address": "192.168.50.2", "prefix": 24}]}
+    as_json = client.post("/v1/networks", json=second)
+    assert as_json.status_code == 409 and as_json.json()["errors"][0]["field"] == "ips.0"
+    raw = "<network><name>b</name>\n<ip address='192.168.50.2' prefix='24'/></network>"
+    as_xml = client.post("/v1/networks", content=raw, headers=XML)
+    assert as_xml.status_code == 409, as_xml.text
+    error = as_xml.json()["errors"][0]
+    assert error["field"] == "/network/ip[1]" and error["line"] == 2
+    # the same rule for problems found while reading the XML itself
+    bad = "<network><name>c</name><ip address='10.9.0.1' prefix='24'><dhcp>" \
+        "<range start='10.8.0.2' end='10.8.0.9'/></dhcp></ip></network>"  # fmt: skip
+    r = client.post("/v1/networks", content=bad, headers=XML)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("/network/ip[1]")

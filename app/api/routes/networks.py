@@ -14,7 +14,7 @@ from app.api.requests import AutostartRequest
 from app.api.views import NetworkView, Page, network_view
 from app.conf.common import DB_INT_MAX, compact
 from app.conf.network.model import NetworkDefinition
-from app.conf.network.xml import network_from_xml, network_to_xml
+from app.conf.network.xml import network_to_xml, read_network_xml
 from app.services import networks, realisation
 from app.services.context import Ctx
 from app.services.errors import PreconditionFailed
@@ -66,7 +66,9 @@ def revision_precondition(if_match: str | None, read_only: dict[str, Any]) -> in
 
 async def _definition(request: Request) -> tuple[NetworkDefinition, dict[str, Any]]:
     if "xml" in request.headers.get("content-type", ""):
-        return network_from_xml(await request.body()), {}
+        definition, found = read_network_xml(await request.body())
+        request.state.xml_locate = found.locate  # errors name XML places (app/api/errors.py)
+        return definition, {}
     return parse_json(await request.body(), NetworkDefinition, read_only=("status",))
 
 

@@ -32,6 +32,12 @@ def _refuse(errors: list[dict[str, Any]]) -> InvalidBody:
 
 def network_from_xml(raw: bytes) -> NetworkDefinition:
     """Parse a libvirt <network> document safely; InvalidBody (400/413/422) when it cannot be."""
+    return read_network_xml(raw)[0]
+
+
+def read_network_xml(raw: bytes) -> tuple[NetworkDefinition, Findings]:
+    """network_from_xml, and where in the document each field came from (later errors about
+    the definition name those places: the path in the format the client sent)."""
     try:
         root = safe.parse(raw)
     except safe.Refused as exc:
@@ -50,7 +56,7 @@ def network_from_xml(raw: bytes) -> NetworkDefinition:
     problems = definition_problems(definition)
     if problems:
         raise _refuse([_error(found, p.loc, p.msg) for p in problems])
-    return definition
+    return definition, found
 
 
 def network_to_xml(document: dict[str, Any]) -> str:
