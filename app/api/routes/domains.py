@@ -14,7 +14,7 @@ from app.api.port_views import domain_view
 from app.api.routes.actions import Wait, action_response
 from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
 from app.conf.domain.format import domain_to_xml
-from app.conf.domain.parse import domain_from_xml
+from app.conf.domain.parse import read_domain_xml
 from app.conf.port.model import DomainDefinition, InterfaceDef
 from app.models import Domain
 from app.services import domains, interface_update
@@ -68,7 +68,9 @@ async def _definition(
     if host is None and name is not None:
         existing = await run_blocking(domains.get, ctx, name)
         host = existing.host
-    return domain_from_xml(raw, host), {}
+    definition, found = read_domain_xml(raw, host)
+    request.state.xml_locate = found.locate  # errors name XML places (app/api/errors.py)
+    return definition, {}
 
 
 DOMAIN_XML = "libvirt <domain>; ?host= names the host"

@@ -128,7 +128,7 @@ def read_interface(node: Node) -> Doc:
 
 def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
     """What virtnet models of ``element``, and where each part came from (with errors)."""
-    found = Findings()
+    found = Findings(root="/domain")
     root = Node(element, "/domain", (), found)
     if element.tag != "domain":
         root.fail(f"the root element must be <domain>, not <{etree.QName(element).localname}>")
@@ -162,6 +162,11 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
 
 
 def domain_from_xml(raw: bytes, host: str | None) -> DomainDefinition:
+    """A libvirt <domain> document (safely parsed) as the definition virtnet stores."""
+    return read_domain_xml(raw, host)[0]
+
+
+def read_domain_xml(raw: bytes, host: str | None) -> tuple[DomainDefinition, Findings]:
     """A libvirt <domain> document (safely parsed) as the definition virtnet stores.
 
     InvalidBody 400/413 for a document that cannot be read, 422 naming the element or
@@ -177,6 +182,6 @@ def domain_from_xml(raw: bytes, host: str | None) -> DomainDefinition:
     doc["host"] = host
     doc["xml"] = serialize(root)
     try:
-        return DomainDefinition.model_validate(doc)
+        return DomainDefinition.model_validate(doc), found
     except ValidationError as exc:
         raise located(found, exc) from None

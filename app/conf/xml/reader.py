@@ -31,6 +31,7 @@ class Where:
 class Findings:
     where: dict[Loc, Where] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    root: str = "/network"  # where a location no element was recorded for points
 
     def add(self, path: str, line: int | None, message: str) -> None:
         self.errors.append({"field": path, "line": line, "message": message})
@@ -42,7 +43,7 @@ class Findings:
             if (*loc, 0) in self.where:  # a whole list: name its first element
                 return self.where[(*loc, 0)]
             loc = loc[:-1]
-        return self.where.get(loc, Where("/network", None))
+        return self.where.get(loc, Where(self.root, None))
 
 
 def label(element: etree._Element) -> str:
