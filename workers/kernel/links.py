@@ -21,7 +21,8 @@ TUN_TYPE_TAP = 2
 def check_ifname(name: str, what: str) -> None:
     problem = ifname_problem(name)  # the API's rule too: what it accepts, a host can create
     if problem:
-        raise KernelError(f"{what}: {name!r}: {problem}", errno.EINVAL)
+        message = f"{what}: {name!r} is not a valid interface name: {problem}"
+        raise KernelError(message, errno.EINVAL)
 
 
 def check_mac(mac: str, what: str) -> None:
