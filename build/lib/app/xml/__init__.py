@@ -1,1 +1,0 @@
-"""libvirt XML in and out."""
