@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from . import bridges, links, nlsock, ports
-from .errors import KernelError
+from pyroute2 import IPRoute
+
+from . import bridges, guestns, links, nlsock, ports, tapuse, veth
+from .errors import KernelError, from_errno
 from .nsexec import NamespaceRunner, tun_openable
 from .specs import (
     BridgeResult,
@@ -37,10 +39,23 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self._ipr: IPRoute | None = None  # pyroute2, for veth pairs and namespaces
+
+    @property
+    def host_netns(self) -> str:
+        return self.netns or ""
+
+    def _pyroute2(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        return self._ipr
 
     # -- lifecycle
 
     def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
         self._sock.close()
         self._runner.close()
 
@@ -93,12 +108,32 @@ class HostNet:
     # -- ports
 
     def plug(self, spec: PortSpec) -> None:
-        error = ports.plug_many(self._sock, self._runner, [spec])[0]
+        error = self.plug_many([spec])[0]
         if error is not None:
             raise error
 
     def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]:
-        return list(ports.plug_many(self._sock, self._runner, specs))
+        """Taps in one batch; a container's veth pairs one by one (rarer, and each touches
+        its own namespace)."""
+        results: list[Exception | None] = [None] * len(specs)
+        taps = [(i, s) for i, s in enumerate(specs) if s.kind == "tap"]
+        for (i, _), error in zip(
+            taps, ports.plug_many(self._sock, self._runner, [s for _, s in taps]), strict=True
+        ):
+            results[i] = error
+        for i, spec in enumerate(specs):
+            if spec.kind == "veth":
+                results[i] = self._guarded(veth.plug, self._sock, self._pyroute2(), spec)
+        return results
+
+    def _guarded(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args, self.host_netns)
+        except KernelError as exc:
+            return exc
+        except OSError as exc:  # pyroute2's NetlinkError is one
+            code = getattr(exc, "code", None) or exc.errno or 5
+            return from_errno(code, f"{fn.__module__.rsplit('.', 1)[-1]} {args[-1].tap}")
 
     def unplug(
         self, tap: str, owner: str, bridge: str | None = None, guest_mac: str | None = None
@@ -110,7 +145,28 @@ class HostNet:
 
     def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]:
         """Unplug many ports; True (removed), False (already gone) or the error, per port."""
-        return list(ports.unplug_many(self._sock, refs))
+        results: list[bool | Exception] = [False] * len(refs)
+        taps = [(i, r) for i, r in enumerate(refs) if r.kind == "tap"]
+        for (i, _), result in zip(
+            taps, ports.unplug_many(self._sock, [r for _, r in taps]), strict=True
+        ):
+            results[i] = result
+        for i, ref in enumerate(refs):
+            if ref.kind == "veth":
+                results[i] = self._guarded(veth.unplug, self._sock, ref)
+        return results
+
+    def held_taps(self, names: Sequence[str]) -> set[str]:
+        """Taps a process (a hypervisor) holds open."""
+        return tapuse.held(self._sock, names) if names else set()
+
+    # -- containers' namespaces
+
+    def created_namespaces(self) -> list[str]:
+        return guestns.created(self.host_netns)
+
+    def remove_namespace_if_unused(self, name: str) -> bool:
+        return guestns.remove_if_unused(name, self.host_netns)
 
     def set_fdb(self, bridge: str, tap: str, guest_mac: str, present: bool) -> None:
         ports.set_fdb(self._sock, bridge, tap, guest_mac, present)

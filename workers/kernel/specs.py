@@ -61,6 +61,17 @@ class PortSpec:
     fdb: bool = True
     """Only with mac_table_manager "libvirt": False keeps the port plugged without its static
     FDB entry (a paused guest)."""
+    netns: str | None = None
+    """A container's port: a veth pair whose guest end lives in this network namespace
+    (a name under /var/run/netns); None for a VM's tap."""
+    guest_ifname: str | None = None
+    """The veth guest end's name inside ``netns`` (eth0, eth1, ...)."""
+    keep_busy: bool = False
+    """On unplug: leave a tap that a process holds open (it has carrier) and fail instead."""
+
+    @property
+    def kind(self) -> str:
+        return "veth" if self.netns else "tap"
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class PortRef:
     owner: str
     bridge: str | None = None
     guest_mac: str | None = None
+    kind: str = "tap"
+    """'tap' or 'veth' (a container's host end)."""
+    keep_busy: bool = False
 
 
 @dataclass(frozen=True)
