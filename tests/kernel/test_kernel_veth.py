@@ -99,9 +99,7 @@ def test_an_existing_namespace_is_used_and_never_removed(
         assert os.path.exists(f"/var/run/netns/{mine}")
 
 
-def test_a_foreign_eth0_in_the_namespace_is_left_alone(
-    host: HostNet, ns: str, bridge: str
-) -> None:
+def test_a_foreign_eth0_in_the_namespace_is_left_alone(host: HostNet, ns: str, bridge: str) -> None:
     with netns.namespace("c") as mine:
         rb.ip(mine, "link", "add", "eth0", "type", "veth", "peer", "name", "x0")
         with pytest.raises(DeviceConflict, match="eth0"):

@@ -149,9 +149,7 @@ def plug(sock: nlsock.NetlinkSocket, host: IPRoute, spec: PortSpec, host_netns: 
         raise port.error
 
 
-def unplug(
-    sock: nlsock.NetlinkSocket, ref: PortSpec | PortRef, host_netns: str
-) -> bool:
+def unplug(sock: nlsock.NetlinkSocket, ref: PortSpec | PortRef, host_netns: str) -> bool:
     """Delete the pair; True if it existed. A namespace virtnet made goes with its last one."""
     links.check_ifname(ref.tap, "unplugging")
     removed = False
