@@ -57,5 +57,5 @@ def test_no_arguments_for_a_container_or_a_domain_not_running() -> None:
         qemu.arguments(domain(kind="lxc"), vhost=False)
     stopped = domain({"type": "network", "mac": "52:54:00:00:00:01", "actual": None})
     stopped["status"]["state"] = "shut_off"
-    with pytest.raises(ClientError, match="shut_off; start the domain first"):
+    with pytest.raises(ClientError, match=r"shut_off\); start the domain first"):
         qemu.arguments(stopped, vhost=False)
