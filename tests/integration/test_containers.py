@@ -14,30 +14,11 @@ import pytest
 
 from tests import netns
 from tests.cluster import Cluster, wait_for
+from tests.integration.conftest import GUEST_LV as LV
 from tests.kernel import readback
 
 pytestmark = pytest.mark.integration
-LV, KN = "vnclv0", "vnckn0"
 ETH_P_ALL = 0x0003
-
-
-@pytest.fixture
-def host(cluster: Cluster) -> Iterator[str]:
-    """One simulated host (a namespace with its worker) with a libvirt-mode and a
-    kernel-mode network."""
-    if not netns.can_create_namespaces():
-        pytest.skip("needs root and ip netns")
-    with netns.namespace("h") as ns:
-        cluster.start_control()
-        cluster.start_host("h1", ns)
-        cluster.wait_hosts_up("h1")
-        for name, bridge, mtm in (("lv", LV, "libvirt"), ("kn", KN, "kernel")):
-            bridge_def = {"name": bridge, "stp": False, "mac_table_manager": mtm}
-            cluster.api.post("/v1/networks", json={"name": name, "bridge": bridge_def})
-            assert cluster.api.post(f"/v1/networks/{name}/start").status_code == 200
-            cluster.wait_network(name)
-        yield ns
-        cluster.close()
 
 
 @pytest.fixture
@@ -114,9 +95,9 @@ def delivered(sender: Capture, src: str, dst: str, pool: dict[str, Capture]) -> 
 
 
 def test_containers_talk_through_veth_pairs(
-    cluster: Cluster, host: str, guest_names: list[str]
+    cluster: Cluster, guest_host: str, guest_names: list[str]
 ) -> None:
-    api = cluster.api
+    api, host = cluster.api, guest_host
     # c1's namespace is named by the domain (virtnet creates it); c2's is given and exists
     c1, c2_ns = guest_names[0], guest_names[1]
     netns.create_named(c2_ns)
