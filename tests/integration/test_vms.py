@@ -27,14 +27,21 @@ MACS = ("52:54:00:e0:00:01", "52:54:00:e0:00:02")
 
 
 @pytest.fixture(scope="module")
-def boot_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def boot_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[tuple[Path, Path]]]:
+    """The kernel and initramfs, made in a thread while the cluster starts (lzma lets go
+    of the GIL)."""
     where = tmp_path_factory.mktemp("guest")
-    return guests.extract_vmlinux(where / "vmlinux"), guests.build_initramfs(where / "initrd")
+
+    def make() -> tuple[Path, Path]:
+        return guests.extract_vmlinux(where / "vmlinux"), guests.build_initramfs(where / "initrd")
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(make)
 
 
 @pytest.fixture
 def running(
-    cluster: Cluster, guest_host: str, boot_files: tuple[Path, Path]
+    boot_files: Future[tuple[Path, Path]], cluster: Cluster, guest_host: str
 ) -> Iterator[list[guests.Guest]]:
     """vm1 and vm2 defined, started and booted in parallel on their taps."""
     for n, mac in enumerate(MACS, start=1):
