@@ -61,12 +61,23 @@ def kernel() -> tuple[str, str] | None:
     return None
 
 
+def _dynamic(elf: bytes) -> bool:
+    """True for an ELF64 program with an interpreter (PT_INTERP): not usable alone in an
+    initramfs."""
+    phoff = int.from_bytes(elf[0x20:0x28], "little")
+    size, count = int.from_bytes(elf[0x36:0x38], "little"), int.from_bytes(elf[0x38:0x3A], "little")
+    return any(
+        int.from_bytes(elf[phoff + i * size : phoff + i * size + 4], "little") == 3
+        for i in range(count)
+    )
+
+
 def available() -> str | None:
     """Why guests cannot boot here, or None when they can."""
     if shutil.which(QEMU) is None:
         return f"{QEMU} is missing (package qemu-system-x86)"
-    if not os.path.exists(BUSYBOX):
-        return "busybox is missing (package busybox-static)"
+    if not os.path.exists(BUSYBOX) or _dynamic(Path(BUSYBOX).read_bytes()):
+        return "no static busybox (package busybox-static)"
     if kernel() is None:
         return "no kernel with virtio_net in /boot (package linux-image-amd64)"
     return None
