@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests import netns
 from tests.kernel import readback as rb
 from tests.kernel.conftest import requires_root
 from workers.kernel import BridgeSpec, DeviceConflict, HostNet, PortRef, PortSpec
+from workers.tasks import HostAgent
 
 pytestmark = [pytest.mark.kernel, requires_root]
 
@@ -119,3 +121,67 @@ def test_a_leftover_veth_is_removed_by_its_owner_only(
     assert host.unplug_many([PortRef("vnet0", "port-1", kind="veth")]) == [True]
     assert host.remove_namespace_if_unused(guest_name)
     assert not os.path.exists(f"/var/run/netns/{guest_name}")
+
+
+class Agent(HostAgent):
+    """The host worker's logic on a real HostNet, its reports kept instead of sent."""
+
+    def __init__(self, net: HostNet) -> None:
+        super().__init__(None, host="h1", netns=net.netns, worker_id="test")  # type: ignore[arg-type]
+        self._net = net
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+
+def desired(spec: PortSpec, present: bool, **extra: Any) -> dict[str, Any]:
+    return {
+        "port_id": spec.owner,
+        "owner_uuid": "dom-" + spec.owner,
+        "generation": 1,
+        "present": present,
+        "tap": spec.tap,
+        "bridge": spec.bridge,
+        "guest_mac": spec.guest_mac,
+        "mac_table_manager": spec.mac_table_manager,
+        "netns": spec.netns,
+        "guest_ifname": spec.guest_ifname,
+        **extra,
+    }
+
+
+def test_a_held_tap_stays_unless_forced_and_reconcile_knows_veths(
+    host: HostNet, ns: str, bridge: str, guest_name: str
+) -> None:
+    agent = Agent(host)
+    held = PortSpec("vnet5", "virbr1", "52:54:00:cc:00:05", "p5", mac_table_manager="libvirt")
+    sibling = PortSpec("vnet6", "virbr1", "52:54:00:cc:00:06", "p5", mac_table_manager="libvirt")
+    host.plug_many([held, sibling])
+    fd = rb.open_tap(ns, "vnet5")  # as QEMU does: the tap gets carrier
+    try:
+        # a stop without force: both of the domain's ports stay, reported busy
+        agent.apply_ports(
+            [desired(held, False, keep_busy=True), desired(sibling, False, keep_busy=True)]
+        )
+        results = agent.sent[-1]["results"]
+        assert [r["state"] for r in results] == ["busy", "busy"]
+        assert "vnet5 is in use" in results[0]["error"]
+        assert {"vnet5", "vnet6"} <= set(rb.links(ns))
+
+        # reconcile: nothing wanted; the veth and virtnet's namespace go, the held tap stays
+        with netns.namespace("c") as mine:
+            host.plug(veth(guest_name))
+            host.plug(veth(mine, "vnet7", mac="52:54:00:cc:00:07"))
+            agent.reconcile([], [])
+            left = set(rb.links(ns))
+            assert "vnet5" in left and not {"vnet0", "vnet6", "vnet7"} & left
+            assert not os.path.exists(f"/var/run/netns/{guest_name}")
+            assert sorted(rb.links(mine)) == ["lo"]
+
+        # with force (no keep_busy) the held tap goes
+        agent.apply_ports([desired(held, False)])
+        assert agent.sent[-1]["results"][0]["state"] == "absent"
+        assert "vnet5" not in rb.links(ns)
+    finally:
+        os.close(fd)
