@@ -193,6 +193,7 @@ def _port_spec(port: dict[str, Any]) -> PortSpec:
         netns=port.get("netns"),
         guest_ifname=port.get("guest_ifname"),
         keep_busy=port.get("keep_busy", False),
+        reuse_held=port.get("reuse_held", False),
     )
 
 

@@ -90,7 +90,8 @@ def _port_request(domain: Domain, interface: InterfaceDef) -> PortRequest:
 def _guest(domain: Domain, interface: InterfaceDef, guest_ifname: str | None) -> dict[str, Any]:
     """The guest side of a port: a container's namespace and interface name, a VM's queues."""
     if domain.definition.get("type") != "lxc":
-        return {"queues": interface.queues} if interface.queues else {}
+        # a VM's QEMU may still hold this interface's tap from before: the host reuses it
+        return {"reuse_held": True, **({"queues": interface.queues} if interface.queues else {})}
     netns = domain.definition.get("netns") or domain.name
     return {"netns": netns, "guest_ifname": interface.guest or guest_ifname}
 

@@ -117,6 +117,7 @@ class HostNet:
         its own namespace)."""
         results: list[Exception | None] = [None] * len(specs)
         taps = [(i, s) for i, s in enumerate(specs) if s.kind == "tap"]
+        tapuse.reuse_held(self._sock, [s for _, s in taps if s.reuse_held])
         for (i, _), error in zip(
             taps, ports.plug_many(self._sock, self._runner, [s for _, s in taps]), strict=True
         ):

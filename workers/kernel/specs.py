@@ -68,6 +68,9 @@ class PortSpec:
     """The veth guest end's name inside ``netns`` (eth0, eth1, ...)."""
     keep_busy: bool = False
     """On unplug: leave a tap that a process holds open (it has carrier) and fail instead."""
+    reuse_held: bool = False
+    """On plug: take over this guest's tap from an earlier run if a process still holds it
+    (see tapuse.reuse_held)."""
 
     @property
     def kind(self) -> str:
