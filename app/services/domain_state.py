@@ -40,7 +40,8 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
         set_state(ctx, domain, "shut_off", domain.error)
     elif op.kind in ("domain.stop", "domain.stop.paused"):
         if op.state == "refused":  # a tap in use: the host left every interface plugged
-            set_state(ctx, domain, "paused" if op.kind.endswith("paused") else "running", op.error)
+            # back to where it was, quietly: "stopping" was never announced either
+            domain.state = "paused" if op.kind.endswith("paused") else "running"
         else:
             set_state(ctx, domain, "shut_off", op.error)
     elif op.kind == "domain.suspend" and not op.error:

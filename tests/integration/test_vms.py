@@ -104,6 +104,9 @@ def test_two_vms_ping_pause_and_keep_their_held_taps(
     vm2_view = cluster.api.get("/v1/domains/vm2").json()
     assert vm2_view["status"]["state"] == "running"
     assert vm2_view["interfaces"][0]["actual"]["state"] == "plugged"
+    r = cluster.api.delete(f"/v1/domains/vm2/interfaces/{MACS[1]}?wait=30")
+    assert r.status_code == 409 and tap2 in r.json()["detail"], r.text
+    assert [i["mac"] for i in cluster.api.get("/v1/domains/vm2").json()["interfaces"]] == [MACS[1]]
     assert ping(vm1, "10.79.0.2")
 
     # once its QEMU is gone the tap is free, and the same stop goes through
