@@ -64,7 +64,7 @@ def running(
             files = boot_files.result()
             booted.append(guests.Guest(guest_host, *files, f"10.79.0.{n}/24", line))
         for guest in booted:
-            guest.wait_ready(85)
+            guest.wait_ready(180)  # ~20 s on an idle machine; TCG starves under load
         yield booted
     finally:
         for guest in booted:
