@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -22,6 +23,7 @@ from app.celery_app import (
     REPORT_REALISATION,
     task_sender,
 )
+from workers import network_services
 from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 
 log = logging.getLogger("virtnet.worker")
@@ -30,8 +32,17 @@ log = logging.getLogger("virtnet.worker")
 class HostAgent:
     """The host worker's state: which host it is, its kernel handle, how it reports back."""
 
-    def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
+    def __init__(
+        self,
+        celery: Celery,
+        *,
+        host: str,
+        netns: str | None,
+        worker_id: str,
+        state_dir: Path | None = None,
+    ) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self.state_dir = state_dir
         self._send = task_sender(celery)
         self._net: HostNet | None = None
         self._lock = threading.Lock()
@@ -40,7 +51,7 @@ class HostAgent:
     @property
     def net(self) -> HostNet:
         if self._net is None:
-            self._net = HostNet(self.netns)
+            self._net = HostNet(self.netns, self.state_dir)
         return self._net
 
     def probe(self) -> None:
@@ -77,6 +88,7 @@ class HostAgent:
                     self.net.check_bridge(network["bridge"])
                 else:
                     result = self.net.ensure_bridge(_bridge_spec(network))
+                    network_services.realise(self.net, network)
                     if result.degraded:
                         state, error = "degraded", result.degraded
         except KernelError as exc:
@@ -97,7 +109,18 @@ class HostAgent:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
         with self._lock:
+            network_services.remove(self.net, network)
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
+
+    def watch(self) -> None:
+        """Restart any dnsmasq of an active network that died (called every half second)."""
+        if self.state_dir is None:
+            return
+        supervisor = self.net.dnsmasq
+        if supervisor is None:
+            return
+        for key in supervisor.watch():
+            log.warning("dnsmasq of network %s had died: restarted", key)
 
     def apply_ports(self, ports: list[dict[str, Any]]) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""
@@ -127,6 +150,7 @@ class HostAgent:
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
+            network_services.reconcile(self.net, networks)
         for network in networks:
             self.realise(network)
         if ports:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import delete, select
 
 from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
+from app.conf.network.dnsmasq import needs_dnsmasq, render
+from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.models import Host, Network, Realisation
+from app.schemas.network import NetworkDefinition
 from app.services import events, port_queries, ports
 from app.services.context import Ctx
 
@@ -18,7 +22,7 @@ def host_spec(network: Network) -> dict[str, Any]:
     """The whole desired state of one network on a host; the host looks nothing up."""
     live = network.live or network.definition
     bridge = live.get("bridge", {})
-    return {
+    spec = {
         "network_id": network.id,
         "generation": network.generation,
         "uuid": network.uuid,
@@ -30,6 +34,20 @@ def host_spec(network: Network) -> dict[str, Any]:
         "mac_table_manager": bridge.get("mac_table_manager", "kernel"),
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
+    }
+    definition = NetworkDefinition.model_validate(live)
+    return {**spec, **_ip_spec(definition, spec["bridge"], network.uuid)}
+
+
+def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
+    """Addresses, dnsmasq files and forwarding rules of a network whose bridge virtnet owns."""
+    if d.forward.mode == "bridge":
+        return {"ips": [], "dnsmasq": None, "firewall": None, "ip_forwarding": []}
+    return {
+        "ips": [str(ip.interface()) for ip in d.ips],
+        "dnsmasq": dataclasses.asdict(render(d, bridge)) if needs_dnsmasq(d) else None,
+        "firewall": firewall_spec(d, uuid, bridge),
+        "ip_forwarding": sorted(needs_ip_forwarding(d)),
     }
 
 

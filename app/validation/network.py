@@ -147,17 +147,16 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
         # libvirt too defines this and fails only at start
         features.append("forward mode 'bridge' without an existing host bridge (bridge.name)")
     checks = [
-        (bool(d.ips), "IP addresses, DHCP and NAT/routing rules on the bridge (ips)"),
         (bool(d.routes), "static routes (routes)"),
-        (d.dns is not None, "DNS (dns)"),
-        (d.dnsmasq_options is not None, "extra dnsmasq options (dnsmasq_options)"),
-        (d.domain is not None, "DNS domain (domain)"),
         (d.bandwidth is not None, "bandwidth limits (bandwidth)"),
         (d.vlan is not None, "VLAN tagging (vlan)"),
         (d.virtualport is not None, "virtual port profiles (virtualport)"),
         (bool(d.port_isolated), "port isolation (port_isolated)"),
         (d.bridge.zone is not None, "firewalld zone (bridge.zone)"),
-        (d.forward.dev is not None or bool(d.forward.interfaces), "forward devices (forward)"),
+        (
+            d.forward.mode not in ("nat", "route") and d.forward.dev is not None,
+            f"a forward device (forward.dev) in forward mode '{d.forward.mode}'",
+        ),
     ]
     features += [name for present, name in checks if present]
     return features

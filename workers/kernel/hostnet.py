@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import bridges, links, nlsock, ports
+from . import addresses, bridges, links, nftables, nlsock, ports
+from .dnsmasq import DnsmasqSupervisor
 from .errors import KernelError
 from .nsexec import NamespaceRunner, tun_openable
 from .specs import (
@@ -28,7 +30,7 @@ class HostNet:
     Not thread-safe beyond its socket lock: give each worker thread its own HostNet.
     """
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, state_dir: Path | None = None) -> None:
         self.netns = netns
         self._runner = NamespaceRunner(netns)
         try:
@@ -37,6 +39,9 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self.dnsmasq: DnsmasqSupervisor | None = None
+        if state_dir is not None:
+            self.dnsmasq = DnsmasqSupervisor(state_dir / "dnsmasq", self._runner.run)
 
     # -- lifecycle
 
@@ -89,6 +94,27 @@ class HostNet:
 
     def check_bridge(self, name: str) -> None:
         bridges.check_bridge(self._sock, name)
+
+    # -- addresses, forwarding rules
+
+    def ensure_addresses(self, bridge: str, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Give ``bridge`` exactly the ``wanted`` addresses (``addr/prefix``)."""
+        return self._runner.run(addresses.ensure_addresses, bridge, list(wanted))
+
+    def addresses(self, bridge: str) -> list[str]:
+        return sorted(str(a) for a in self._runner.run(addresses.addresses_of, bridge))
+
+    def ensure_firewall(self, spec: dict[str, Any]) -> None:
+        self._runner.run(nftables.ensure_table, spec)
+
+    def remove_firewall(self, tables: Sequence[str]) -> None:
+        self._runner.run(nftables.delete_tables, list(tables))
+
+    def firewall_tables(self) -> set[str]:
+        return self._runner.run(nftables.owned_tables)
+
+    def enable_ip_forwarding(self, versions: set[int]) -> None:
+        self._runner.run(nftables.set_ip_forwarding, versions)
 
     # -- ports
 

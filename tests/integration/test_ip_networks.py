@@ -1,0 +1,90 @@
+"""libvirt's default network and its relatives, end to end with real dnsmasq and nftables.
+
+One host worker in a namespace; guests are namespaces on veth ports of the bridge; the
+"upstream" is a namespace behind a veth from the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import guests, netns
+from tests.cluster import Cluster, wait_for
+from tests.kernel import readback
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt-9.0.0"
+#: libvirt's src/network/default.xml, which its firewall tests use as nat-default.xml
+DEFAULT_XML = CORPUS / "networkfirewall" / "nat-default.xml"
+UP_HOST, UP_ADDR = "198.51.100.1", "198.51.100.2"
+
+
+@pytest.fixture
+def site(cluster: Cluster, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Host h1 with its worker, two guests and an upstream, all namespaces."""
+    if not netns.can_create_namespaces():
+        pytest.skip("needs root and ip netns")
+    guests.traversable(tmp_path)
+    with contextlib.ExitStack() as stack:
+        names = {k: stack.enter_context(netns.namespace(k)) for k in ("h1", "g1", "g2", "up")}
+        stack.callback(guests.kill_dnsmasqs, names["h1"])
+        stack.callback(cluster.close)
+        guests.add_upstream(names["h1"], names["up"], f"{UP_HOST}/24", f"{UP_ADDR}/24")
+        cluster.start_control()
+        cluster.start_host("h1", names["h1"])
+        cluster.wait_hosts_up("h1")
+        yield names
+
+
+def test_default_network_posted_as_is(
+    cluster: Cluster, site: dict[str, str], tmp_path: Path
+) -> None:
+    api, h1, g1 = cluster.api, site["h1"], site["g1"]
+    r = api.post(
+        "/v1/networks?start=true",
+        content=DEFAULT_XML.read_bytes(),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert r.status_code in (200, 201), r.text
+    cluster.wait_network("default")
+    assert guests.addrs(h1, "virbr0") == ["192.168.122.1/24"]
+    pid = guests.wait_one_dnsmasq(h1)
+
+    guests.attach_guest(h1, "virbr0", g1, "vng1", "52:54:00:00:00:11")
+    leased = guests.dhcp(g1, tmp_path, hostname="guest1")
+    assert leased is not None, cluster.logs()
+    octet = int(leased.rsplit(".", 1)[1])
+    assert leased.startswith("192.168.122.") and 2 <= octet <= 254
+    # DNS through the bridge address: the guest's own name, learnt from its DHCP request
+    assert guests.resolve(g1, "guest1", "192.168.122.1") == leased
+
+    # NAT: the upstream sees the host's address, not the guest's
+    with guests.listener(site["up"], UP_ADDR, 8080) as server:
+        assert guests.peer_seen(server, g1, UP_ADDR, 8080) == UP_HOST
+    tables = guests.virtnet_tables(h1)
+    assert len(tables) == 1 and tables[0].startswith("virtnet_")
+    assert netns.run(h1, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+
+    # faults: a killed dnsmasq is back within 2 s; a restarted worker adopts it
+    os.kill(pid, signal.SIGKILL)
+    pid = guests.wait_one_dnsmasq(h1, timeout=2.0, other_than=pid)
+    cluster.kill("h1")
+    cluster.start_host("h1", h1)
+    cluster.wait_hosts_up("h1")
+    cluster.wait_network("default")
+    guests.settle(1.0)  # the supervisor has run at least once since
+    assert guests.dnsmasq_pids(h1) == [pid]
+
+    # stop: no dnsmasq, no bridge (and so no addresses), no virtnet rules
+    r = api.post("/v1/networks/default/stop?force=true")
+    assert r.status_code == 204, r.text  # a transient network is gone once stopped
+    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=5, what="dnsmasq stopped")
+    wait_for(lambda: not guests.virtnet_tables(h1), timeout=5, what="rules removed")
+    wait_for(lambda: "virbr0" not in readback.links(h1), timeout=5, what="bridge removed")
+    assert all(not guests.addrs(h1, dev) for dev in readback.links(h1) if dev.startswith("virbr"))
+    assert not list((tmp_path / "hosts" / "h1" / "dnsmasq").glob("*"))
