@@ -88,3 +88,83 @@ def test_default_network_posted_as_is(
     wait_for(lambda: "virbr0" not in readback.links(h1), timeout=5, what="bridge removed")
     assert all(not guests.addrs(h1, dev) for dev in readback.links(h1) if dev.startswith("virbr"))
     assert not list((tmp_path / "hosts" / "h1" / "dnsmasq").glob("*"))
+
+
+ROUTED = {
+    "name": "routed",
+    "forward": {"mode": "route"},
+    "bridge": {"name": "vnrt0", "stp": False},
+    "ips": [
+        {
+            "address": "10.10.0.1",
+            "prefix": 24,
+            "dhcp": {
+                "ranges": [{"start": "10.10.0.100", "end": "10.10.0.200"}],
+                "hosts": [{"mac": "52:54:00:00:00:21", "name": "fixed", "ip": "10.10.0.21"}],
+            },
+        },
+        {"address": "fd00:10::1", "prefix": 64},
+    ],
+}
+ISOLATED = {
+    "name": "isolated",
+    "bridge": {"name": "vniso0", "stp": False},
+    "ips": [
+        {
+            "address": "10.20.0.1",
+            "prefix": 24,
+            "dhcp": {"ranges": [{"start": "10.20.0.100", "end": "10.20.0.200"}]},
+        }
+    ],
+}
+OPEN = {
+    "name": "open",
+    "forward": {"mode": "open"},
+    "bridge": {"name": "vnopen0", "stp": False},
+    "ips": [{"address": "10.30.0.1", "prefix": 24}],
+}
+
+
+def test_route_isolated_open_and_ipv6(
+    cluster: Cluster, site: dict[str, str], tmp_path: Path
+) -> None:
+    api, h1, g1, g2, up = cluster.api, site["h1"], site["g1"], site["g2"], site["up"]
+    for doc in (ROUTED, ISOLATED, OPEN):
+        r = api.post("/v1/networks?start=true", json=doc)
+        assert r.status_code in (200, 201), r.text
+    for name in ("routed", "isolated", "open"):
+        states = {h["state"] for h in cluster.wait_network(name)["status"]["hosts"]}
+        assert states == {"active"}, cluster.network(name)
+    assert sorted(guests.addrs(h1, "vnrt0")) == ["10.10.0.1/24", "fd00:10::1/64"]
+    assert len(guests.dnsmasq_pids(h1)) == 3
+    # 'open' has no rules at all; the two others one table each
+    assert len(guests.virtnet_tables(h1)) == 2
+
+    # route: a <host> entry gives the guest its fixed address; the upstream sees it unchanged
+    guests.attach_guest(h1, "vnrt0", g1, "vng1", "52:54:00:00:00:21")
+    assert guests.dhcp(g1, tmp_path) == "10.10.0.21", cluster.logs()
+    guests.ip(up, "route", "add", "10.10.0.0/24", "via", UP_HOST)
+    with guests.listener(up, UP_ADDR, 8081) as server:
+        assert guests.peer_seen(server, g1, UP_ADDR, 8081) == "10.10.0.21"
+    # IPv6: an address from dnsmasq's router advertisements, and the bridge answers a ping
+    v6 = wait_for(
+        lambda: [a for a in guests.addrs(g1, "eth0") if a.startswith("fd00:10:")],
+        timeout=20,
+        what="an IPv6 address from RA",
+    )
+    assert v6[0].endswith("/64")
+    assert guests.ping(g1, "fd00:10::1")
+
+    # isolated: the guest reaches the bridge address, not the upstream (even with a route)
+    guests.attach_guest(h1, "vniso0", g2, "vng2", "52:54:00:00:00:22")
+    leased = guests.dhcp(g2, tmp_path)
+    assert leased is not None and leased.startswith("10.20.0.")
+    assert guests.ping(g2, "10.20.0.1")
+    guests.ip(g2, "route", "replace", "default", "via", "10.20.0.1")
+    with guests.listener(up, UP_ADDR, 8082) as server:
+        assert guests.peer_seen(server, g2, UP_ADDR, 8082) is None
+
+    for name in ("routed", "isolated", "open"):
+        assert api.post(f"/v1/networks/{name}/stop?force=true").status_code == 204
+    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=5, what="dnsmasq stopped")
+    wait_for(lambda: not guests.virtnet_tables(h1), timeout=5, what="rules removed")

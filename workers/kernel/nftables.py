@@ -105,6 +105,8 @@ def _range(text: str) -> Any:
 def rule_exprs(rule: Json) -> list[Json]:
     """One rule dict as the expressions of an nftables rule."""
     exprs: list[Json] = []
+    if "nfproto" in rule:
+        exprs.append(_match({"meta": {"key": "nfproto"}}, rule["nfproto"]))
     if "iif" in rule:
         exprs.append(_match({"meta": {"key": "iifname"}}, rule["iif"]))
     if "oif" in rule:

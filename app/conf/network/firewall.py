@@ -6,7 +6,8 @@ accepted; traffic leaving or entering the bridge is rejected unless the forward 
 allows it; NAT masquerades what leaves the subnet. Here they are plain rule dicts that
 workers/kernel/nftables turns into one nftables table per network:
 
-    {"iif": dev, "oif": dev, "saddr": net, "daddr": net, "not_daddr": net,
+    {"nfproto": "ipv4"|"ipv6", "iif": dev, "oif": dev, "saddr": net, "daddr": net,
+     "not_daddr": net,
      "l4proto": "tcp"|"udp", "ct": ["established", "related"],
      "verdict": "accept"|"reject"|"return"|"masquerade"|"snat", "to": addr range,
      "ports": "low-high"}
@@ -39,7 +40,11 @@ def forward_rules(d: NetworkDefinition, bridge: str) -> list[Rule]:
     mode = d.forward.mode
     dev = d.forward.dev
     nat_v6 = bool(d.forward.nat and d.forward.nat.ipv6)
-    rules: list[Rule] = [{"iif": bridge, "oif": bridge, "verdict": "accept"}]
+    # like libvirt, a family gets rules only if the network has an address of that family
+    families = sorted({f"ipv{ip.interface().version}" for ip in d.ips})
+    rules: list[Rule] = [
+        {"nfproto": f, "iif": bridge, "oif": bridge, "verdict": "accept"} for f in families
+    ]
     inbound: list[Rule] = []
     outbound: list[Rule] = []
     for ip in d.ips:
@@ -56,8 +61,8 @@ def forward_rules(d: NetworkDefinition, bridge: str) -> list[Rule]:
             rule_out["oif"] = dev
         inbound.append(rule_in)
         outbound.append(rule_out)
-    rules += inbound + [{"oif": bridge, "verdict": "reject"}]
-    rules += outbound + [{"iif": bridge, "verdict": "reject"}]
+    rules += inbound + [{"nfproto": f, "oif": bridge, "verdict": "reject"} for f in families]
+    rules += outbound + [{"nfproto": f, "iif": bridge, "verdict": "reject"} for f in families]
     return rules
 
 
@@ -86,7 +91,7 @@ def postrouting_rules(d: NetworkDefinition) -> list[Rule]:
             rule = {**base, "l4proto": proto, "not_daddr": net, **to}
             rule["ports"] = ports or NAT_PORTS
             rules.append(rule)
-        rules.append({**base, "not_daddr": net, **to, **({"ports": ports} if ports else {})})
+        rules.append({**base, "not_daddr": net, **to})  # ports only go with tcp/udp
     return rules
 
 
