@@ -3,10 +3,11 @@ forwarding rules, IP forwarding and its dnsmasq. Called by HostAgent under its l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from workers.kernel import HostNet
-from workers.kernel.dnsmasq import DnsmasqSpec
+from workers.kernel.dnsmasq import DnsmasqSpec, Lease
 
 
 def realise(net: HostNet, network: dict[str, Any]) -> None:
@@ -51,3 +52,20 @@ def reconcile(net: HostNet, networks: list[dict[str, Any]]) -> None:
 
 def _hex(network: dict[str, Any]) -> str:
     return str(network["uuid"]).replace("-", "")
+
+
+def lease_view(lease: Lease) -> dict[str, Any]:
+    """A lease as reported to the control plane (libvirt's virNetworkDHCPLease, in JSON)."""
+    expiry = (
+        datetime.fromtimestamp(lease.expiry, UTC).isoformat().replace("+00:00", "Z")
+        if lease.expiry
+        else None
+    )
+    return {
+        "type": "ipv6" if ":" in lease.ip else "ipv4",
+        "mac": lease.mac,
+        "ip": lease.ip,
+        "hostname": lease.hostname,
+        "client_id": lease.client_id,
+        "expiry": expiry,
+    }

@@ -19,6 +19,7 @@ from app.celery_app import (
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_LEASES,
     REPORT_PORTS,
     REPORT_REALISATION,
     task_sender,
@@ -43,6 +44,8 @@ class HostAgent:
     ) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
         self.state_dir = state_dir
+        #: networks with a dnsmasq here: uuid -> [network id, lease file stamp last reported]
+        self._lease_watch: dict[str, list[Any]] = {}
         self._send = task_sender(celery)
         self._net: HostNet | None = None
         self._lock = threading.Lock()
@@ -89,6 +92,7 @@ class HostAgent:
                 else:
                     result = self.net.ensure_bridge(_bridge_spec(network))
                     network_services.realise(self.net, network)
+                    self._watch_leases(network)
                     if result.degraded:
                         state, error = "degraded", result.degraded
         except KernelError as exc:
@@ -108,6 +112,7 @@ class HostAgent:
     def remove(self, network: dict[str, Any]) -> None:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
+        self._lease_watch.pop(network["uuid"], None)
         with self._lock:
             network_services.remove(self.net, network)
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
@@ -121,6 +126,18 @@ class HostAgent:
             return
         for key in supervisor.watch():
             log.warning("dnsmasq of network %s had died: restarted", key)
+        for key, watched in list(self._lease_watch.items()):
+            stamp = supervisor.leases_stamp(key)
+            if stamp != watched[1]:
+                watched[1] = stamp
+                leases = [network_services.lease_view(x) for x in supervisor.leases(key)]
+                self.send(REPORT_LEASES, host=self.host, network_id=watched[0], leases=leases)
+
+    def _watch_leases(self, network: dict[str, Any]) -> None:
+        if network.get("dnsmasq"):
+            self._lease_watch.setdefault(network["uuid"], [network["network_id"], -1.0])
+        else:
+            self._lease_watch.pop(network["uuid"], None)
 
     def apply_ports(self, ports: list[dict[str, Any]]) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""

@@ -67,6 +67,14 @@ def plan_start(ctx: Ctx, network: Network) -> None:
     network.state = "starting" if targets else "active"
 
 
+def plan_refresh(ctx: Ctx, network: Network) -> None:
+    """The running definition changed in place: each host running it gets the new spec."""
+    rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
+    for row in rows:
+        row.generation = network.generation
+        ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
+
+
 def plan_stop(ctx: Ctx, network: Network) -> None:
     from app.services import port_lifecycle
 
@@ -113,6 +121,28 @@ def record_report(
     ):
         network.state = "active"
     ctx.db.commit()
+
+
+def record_leases(ctx: Ctx, *, host: str, network_id: int, leases: list[dict[str, Any]]) -> None:
+    """A host's dnsmasq lease file changed: keep what it holds for the dhcp-leases view."""
+    row = ctx.db.scalar(
+        select(Realisation).where(Realisation.network_id == network_id, Realisation.host == host)
+    )
+    if row is None:
+        return  # the network stopped meanwhile
+    row.leases = leases
+    ctx.db.commit()
+
+
+def leases(ctx: Ctx, network: Network, mac: str | None = None) -> list[dict[str, Any]]:
+    """Every host's leases for the network (libvirt's net-dhcp-leases), by expiry."""
+    out = [
+        {**lease, "host": row.host}
+        for row in realisations(ctx, network.id)
+        for lease in row.leases or []
+        if mac is None or (lease.get("mac") or "").lower() == mac.lower()
+    ]
+    return sorted(out, key=lambda lease: (lease["host"], lease.get("ip", "")))
 
 
 def plan_host_up(ctx: Ctx, host: str) -> None:

@@ -66,6 +66,33 @@ def test_default_network_posted_as_is(
     # NAT: the upstream sees the host's address, not the guest's
     with guests.listener(site["up"], UP_ADDR, 8080) as server:
         assert guests.peer_seen(server, g1, UP_ADDR, 8080) == UP_HOST
+    leases = wait_for(
+        lambda: api.get("/v1/networks/default/dhcp-leases").json(), timeout=5, what="leases"
+    )
+    assert [(x["host"], x["mac"], x["ip"], x["hostname"]) for x in leases] == [
+        ("h1", "52:54:00:00:00:11", leased, "guest1")
+    ]
+    assert leases[0]["expiry"] > "2026"
+
+    # net-update, live: a fixed address for the guest and a DNS name, same dnsmasq process
+    for section, xml in (
+        ("ip-dhcp-host", "<host mac='52:54:00:00:00:11' name='guest1' ip='192.168.122.50'/>"),
+        ("dns-host", "<host ip='192.168.122.9'><hostname>db</hostname></host>"),
+    ):
+        r = api.post(
+            "/v1/networks/default/update",
+            json={"command": "add-last", "section": section, "xml": xml},
+        )
+        assert r.status_code == 200, r.text
+    uuid = api.get("/v1/networks/default").json()["uuid"]
+    addn = tmp_path / "hosts" / "h1" / "dnsmasq" / uuid / "addn-hosts"
+    wait_for(lambda: addn.exists() and "db" in addn.read_text(), timeout=5, what="addn-hosts")
+    assert wait_for(lambda: guests.resolve(g1, "db", "192.168.122.1"), timeout=3) == (
+        "192.168.122.9"
+    )
+    assert guests.dhcp(g1, tmp_path, hostname="guest1") == "192.168.122.50"
+    assert guests.dnsmasq_pids(h1) == [pid]
+
     tables = guests.virtnet_tables(h1)
     assert len(tables) == 1 and tables[0].startswith("virtnet_")
     assert netns.run(h1, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"

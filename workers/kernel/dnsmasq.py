@@ -209,6 +209,13 @@ class DnsmasqSupervisor:
                     restarted.append(key)
         return restarted
 
+    def leases_stamp(self, key: str) -> float | None:
+        """When the lease file last changed (None: no file yet)."""
+        try:
+            return Paths(self.root, key).leases.stat().st_mtime_ns / 1e9
+        except FileNotFoundError:
+            return None
+
     def leases(self, key: str) -> list[Lease]:
         """The leases dnsmasq records for the network (IPv4 and IPv6)."""
         try:
