@@ -11,14 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.conf.common import compact
 from app.conf.network import update as upd
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.validate import definition_problems
 from app.models import Network
-from app.schemas.common import compact
-from app.schemas.network import NetworkDefinition
 from app.services import events, networks, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, require_revision
-from app.validation.network import definition_problems
 
 
 def _entry(req: upd.UpdateRequest) -> upd.Entry:
@@ -36,7 +36,7 @@ def _entry(req: upd.UpdateRequest) -> upd.Entry:
 
 
 def _entry_from_xml(req: upd.UpdateRequest) -> upd.Entry:
-    from app.xml.network import network_from_xml
+    from app.conf.network.xml import network_from_xml
 
     assert req.xml is not None
     doc = upd.wrap(req.section, req.xml)

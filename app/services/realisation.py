@@ -10,8 +10,8 @@ from sqlalchemy import delete, select
 from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
 from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
+from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
-from app.schemas.network import NetworkDefinition
 from app.services import events, port_queries, ports
 from app.services.context import Ctx
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.conf.network.dnsmasq import ADDNHOSTS, HOSTSFILE, needs_dnsmasq, render
-from app.xml.network import network_from_xml
+from app.conf.network.xml import network_from_xml
 
 CONF = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt-9.0.0" / "networkconf"
 NAMES = sorted(p.stem for p in CONF.glob("*.xml"))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from app.conf.network.firewall import firewall_spec
-from app.xml.network import network_from_xml
+from app.conf.network.xml import network_from_xml
 from workers.kernel.nftables import table_commands
 
 FW = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt-9.0.0" / "networkfirewall"

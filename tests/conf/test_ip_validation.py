@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.schemas.network import NetworkDefinition
-from app.validation.network import definition_problems
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.validate import definition_problems
 
 
 def v4(dhcp: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.conf.network.firewall import firewall_spec
-from app.schemas.network import NetworkDefinition
+from app.conf.network.model import NetworkDefinition
 from tests import netns
 from tests.kernel.conftest import requires_root
 from workers.kernel import HostNet, KernelError

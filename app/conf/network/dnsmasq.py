@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from app.schemas.network import (
+from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
     DhcpHost,
     DnsSrv,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.schemas.network import NetworkDefinition
+from app.conf.network.model import NetworkDefinition
 
 Rule = dict[str, Any]
 #: NAT'd connections keep their source port in this range, as libvirt does

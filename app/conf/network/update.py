@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.network import DhcpHost, Dns, DnsHost, DnsSrv, DnsTxt, NetworkDefinition
+from app.conf.network.model import DhcpHost, Dns, DnsHost, DnsSrv, DnsTxt, NetworkDefinition
 
 Command = Literal["add-first", "add-last", "modify", "delete"]
 Section = Literal["ip-dhcp-host", "dns-host", "dns-txt", "dns-srv"]
@@ -117,7 +117,7 @@ def apply(d: NetworkDefinition, req: UpdateRequest, entry: Entry) -> NetworkDefi
         assert isinstance(entry, DhcpHost)
         ip = new.ips[_dhcp_ip_index(new, entry, req.parent_index)]
         if ip.dhcp is None:
-            from app.schemas.network import Dhcp
+            from app.conf.network.model import Dhcp
 
             ip.dhcp = Dhcp()
         items: list[Any] = ip.dhcp.hosts
