@@ -229,3 +229,23 @@ def test_same_decisions_as_libvirt(name: str) -> None:
     assert not differences, f"{len(differences)} of {len(grid)} differ:\n" + "\n".join(
         differences[:20]
     )
+
+
+def test_forward_dev_restricts_the_outside_to_that_device() -> None:
+    definition = network_from_xml(
+        b"<network><name>n</name><bridge name='virbr0'/><forward mode='nat' dev='eth1'/>"
+        b"<ip address='192.168.122.1' netmask='255.255.255.0'/></network>"
+    )
+    spec = firewall_spec(definition, "00000000-0000-0000-0000-000000000001", "virbr0")
+    assert spec is not None
+    commands = table_commands(spec)
+    guest, outside = "192.168.122.5", "8.8.8.8"
+
+    def decide(iif: str, oif: str, src: str, dst: str, state: str = "new") -> tuple:
+        return virtnet_decision(commands, Packet(iif, oif, src, dst, "tcp", state))
+
+    assert decide("virbr0", "eth1", guest, outside) == ("accept", ("masquerade", "1024-65535"))
+    assert decide("virbr0", "eth0", guest, outside) == ("reject", None)
+    assert decide("eth1", "virbr0", outside, guest, "established")[0] == "accept"
+    assert decide("eth0", "virbr0", outside, guest, "established")[0] == "reject"
+    assert decide("eth1", "virbr0", outside, guest)[0] == "reject"
