@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from tests import netns
 from tests.kernel.conftest import requires_root
 from workers.kernel import BridgeSpec, HostNet, KernelError
 
@@ -35,6 +36,9 @@ def test_addresses_added_corrected_and_removed(host: HostNet, ns: str) -> None:
     assert sorted(added) == sorted(wanted) and removed == []
     assert global_addrs(ns, "virbr3") == set(wanted)
     assert host.ensure_addresses("virbr3", wanted) == ([], [])  # twice: nothing to do
+    for knob, value in (("disable_ipv6", "0"), ("accept_ra", "0"), ("autoconf", "0")):
+        path = f"/proc/sys/net/ipv6/conf/virbr3/{knob}"
+        assert netns.run(ns, "cat", path).stdout.strip() == value
     # someone added one by hand; the definition lost one: reconcile both ways
     subprocess.run(["ip", "-n", ns, "addr", "add", "172.16.0.1/16", "dev", "virbr3"], check=True)
     added, removed = host.ensure_addresses("virbr3", wanted[:2])

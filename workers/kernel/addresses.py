@@ -51,6 +51,8 @@ def ensure_addresses(device: str, wanted: Sequence[str]) -> tuple[list[str], lis
     dnsmasq must be able to bind to it at once (libvirt instead waits for DAD to finish).
     """
     want = {ipaddress.ip_interface(w) for w in wanted}
+    if any(w.version == 6 for w in want):
+        _ipv6_router_sysctls(device)
     added: list[str] = []
     removed: list[str] = []
     with IPRoute() as ipr:
@@ -85,3 +87,19 @@ def ensure_addresses(device: str, wanted: Sequence[str]) -> tuple[list[str], lis
         except NetlinkError as exc:
             raise KernelError(f"setting addresses on {device}: {exc}", exc.code) from exc
     return added, removed
+
+
+def _ipv6_router_sysctls(device: str) -> None:
+    """libvirt's networkSetIPv6Sysctls for a bridge with IPv6 addresses: IPv6 on, and the
+    bridge (the guests' router) neither takes router advertisements nor autoconfigures."""
+    for knob, value in (("disable_ipv6", "0"), ("accept_ra", "0"), ("autoconf", "0")):
+        path = f"/proc/sys/net/ipv6/conf/{device}/{knob}"
+        try:
+            with open(path, "r+") as f:
+                if f.read().strip() != value:
+                    f.seek(0)
+                    f.write(value)
+        except FileNotFoundError:
+            raise KernelError(
+                f"{device}: this host has no IPv6 ({path} is missing)", errno.EAFNOSUPPORT
+            ) from None
