@@ -67,7 +67,7 @@ def test_default_network_posted_as_is(
     with guests.listener(site["up"], UP_ADDR, 8080) as server:
         assert guests.peer_seen(server, g1, UP_ADDR, 8080) == UP_HOST
     leases = wait_for(
-        lambda: api.get("/v1/networks/default/dhcp-leases").json(), timeout=5, what="leases"
+        lambda: api.get("/v1/networks/default/dhcp-leases").json(), timeout=20, what="leases"
     )
     assert [(x["host"], x["mac"], x["ip"], x["hostname"]) for x in leases] == [
         ("h1", "52:54:00:00:00:11", leased, "guest1")
@@ -86,8 +86,8 @@ def test_default_network_posted_as_is(
         assert r.status_code == 200, r.text
     uuid = api.get("/v1/networks/default").json()["uuid"]
     addn = tmp_path / "hosts" / "h1" / "dnsmasq" / uuid / "addn-hosts"
-    wait_for(lambda: addn.exists() and "db" in addn.read_text(), timeout=5, what="addn-hosts")
-    assert wait_for(lambda: guests.resolve(g1, "db", "192.168.122.1"), timeout=3) == (
+    wait_for(lambda: addn.exists() and "db" in addn.read_text(), timeout=20, what="addn-hosts")
+    assert wait_for(lambda: guests.resolve(g1, "db", "192.168.122.1"), timeout=15) == (
         "192.168.122.9"
     )
     assert guests.dhcp(g1, tmp_path, hostname="guest1") == "192.168.122.50"
@@ -110,9 +110,9 @@ def test_default_network_posted_as_is(
     # stop: no dnsmasq, no bridge (and so no addresses), no virtnet rules
     r = api.post("/v1/networks/default/stop?force=true")
     assert r.status_code == 204, r.text  # a transient network is gone once stopped
-    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=5, what="dnsmasq stopped")
-    wait_for(lambda: not guests.virtnet_tables(h1), timeout=5, what="rules removed")
-    wait_for(lambda: "virbr0" not in readback.links(h1), timeout=5, what="bridge removed")
+    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=20, what="dnsmasq stopped")
+    wait_for(lambda: not guests.virtnet_tables(h1), timeout=20, what="rules removed")
+    wait_for(lambda: "virbr0" not in readback.links(h1), timeout=20, what="bridge removed")
     assert all(not guests.addrs(h1, dev) for dev in readback.links(h1) if dev.startswith("virbr"))
     assert not list((tmp_path / "hosts" / "h1" / "dnsmasq").glob("*"))
 
@@ -193,5 +193,5 @@ def test_route_isolated_open_and_ipv6(
 
     for name in ("routed", "isolated", "open"):
         assert api.post(f"/v1/networks/{name}/stop?force=true").status_code == 204
-    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=5, what="dnsmasq stopped")
-    wait_for(lambda: not guests.virtnet_tables(h1), timeout=5, what="rules removed")
+    wait_for(lambda: not guests.dnsmasq_pids(h1), timeout=20, what="dnsmasq stopped")
+    wait_for(lambda: not guests.virtnet_tables(h1), timeout=20, what="rules removed")
