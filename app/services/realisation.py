@@ -34,6 +34,7 @@ def host_spec(network: Network) -> dict[str, Any]:
         "mac_table_manager": bridge.get("mac_table_manager", "kernel"),
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
+        "bandwidth": live.get("bandwidth"),
     }
     definition = NetworkDefinition.model_validate(live)
     return {**spec, **_ip_spec(definition, spec["bridge"], network.uuid)}

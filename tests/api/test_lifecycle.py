@@ -119,11 +119,11 @@ def test_start_refuses_features_not_realised_yet_and_names_them(client: TestClie
             "ips": [{"address": "192.168.9.1", "prefix": 24}],
             "dns": {"enable": True},
             "routes": [{"address": "10.9.0.0", "prefix": 16, "gateway": "192.168.9.2"}],
-            "bandwidth": {"inbound": {"average": 1000}},
+            "bridge": {"zone": "trusted"},
         },
     )
     body = assert_problem(client.post("/v1/networks/nat/start"), 409, says="routes")
-    assert "bandwidth" in body["detail"]
+    assert "zone" in body["detail"]
     # addresses, DHCP, DNS and NAT are realised now: only what is not is named
     assert "ips" not in body["detail"] and "DNS" not in body["detail"]
     assert state(client, "nat") == ("inactive", True)

@@ -202,8 +202,16 @@ def overlap_problems(
     return problems
 
 
+def vlans(definition: NetworkDefinition) -> list[str]:
+    """Where a definition asks for VLAN tags (refused: see app.services.networks)."""
+    where = ["vlan"] if definition.vlan is not None else []
+    where += [f"portgroups.{pg.name}.vlan" for pg in definition.portgroups if pg.vlan]
+    return where
+
+
 def unrealised_features(definition: NetworkDefinition) -> list[str]:
-    """Parts of a definition that virtnet stores but cannot yet make real on a host."""
+    """Parts of a definition that virtnet stores but cannot yet make real on a host
+    (VLANs apart: their refusal names the hosts, see ``vlans``)."""
     d = definition
     features: list[str] = []
     if d.forward.mode not in BRIDGE_MODES:
@@ -213,10 +221,11 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
         features.append("forward mode 'bridge' without an existing host bridge (bridge.name)")
     checks = [
         (bool(d.routes), "static routes (routes)"),
-        (d.bandwidth is not None, "bandwidth limits (bandwidth)"),
-        (d.vlan is not None, "VLAN tagging (vlan)"),
+        (
+            d.bandwidth is not None and d.forward.mode == "bridge",
+            "bandwidth limits on an existing host bridge (bandwidth with forward mode 'bridge')",
+        ),
         (d.virtualport is not None, "virtual port profiles (virtualport)"),
-        (bool(d.port_isolated), "port isolation (port_isolated)"),
         (d.bridge.zone is not None, "firewalld zone (bridge.zone)"),
         (
             d.forward.mode not in ("nat", "route") and d.forward.dev is not None,
