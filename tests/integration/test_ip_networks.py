@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +31,13 @@ def site(cluster: Cluster, tmp_path: Path) -> Iterator[dict[str, str]]:
     """Host h1 with its worker, two guests and an upstream, all namespaces."""
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
-    guests.traversable(tmp_path)
     with contextlib.ExitStack() as stack:
+        # dnsmasq re-reads its hosts files as 'nobody' (SIGHUP): its state dir must be
+        # reachable, which pytest's private tmp (0700, shared by other sessions) is not
+        state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
+        state.chmod(0o755)
+        stack.callback(shutil.rmtree, state, True)
+        cluster.settings = cluster.settings.model_copy(update={"state_dir": state})
         names = {k: stack.enter_context(netns.namespace(k)) for k in ("h1", "g1", "g2", "up")}
         stack.callback(guests.kill_dnsmasqs, names["h1"])
         stack.callback(cluster.close)
@@ -85,7 +92,7 @@ def test_default_network_posted_as_is(
         )
         assert r.status_code == 200, r.text
     uuid = api.get("/v1/networks/default").json()["uuid"]
-    addn = tmp_path / "hosts" / "h1" / "dnsmasq" / uuid / "addn-hosts"
+    addn = cluster.settings.state_dir / "hosts" / "h1" / "dnsmasq" / uuid / "addn-hosts"
     wait_for(lambda: addn.exists() and "db" in addn.read_text(), timeout=20, what="addn-hosts")
     assert wait_for(lambda: guests.resolve(g1, "db", "192.168.122.1"), timeout=15) == (
         "192.168.122.9"
@@ -114,7 +121,7 @@ def test_default_network_posted_as_is(
     wait_for(lambda: not guests.virtnet_tables(h1), timeout=20, what="rules removed")
     wait_for(lambda: "virbr0" not in readback.links(h1), timeout=20, what="bridge removed")
     assert all(not guests.addrs(h1, dev) for dev in readback.links(h1) if dev.startswith("virbr"))
-    assert not list((tmp_path / "hosts" / "h1" / "dnsmasq").glob("*"))
+    assert not list((cluster.settings.state_dir / "hosts" / "h1" / "dnsmasq").glob("*"))
 
 
 ROUTED = {
