@@ -1,210 +1,180 @@
-"""Guests and an upstream for IP network tests: namespaces joined to a host by veth pairs.
-
-A guest is a namespace whose ``eth0`` is a veth whose peer is a port of the network's bridge
-on the host; the upstream is a namespace behind a veth from the host (the "outside").
-"""
+"""Tiny QEMU guests for tests: Debian's kernel from /boot, a busybox initramfs built here,
+and a serial console on a pipe to drive busybox's shell."""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import glob
+import lzma
 import os
-import signal
-import socket
+import re
+import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from tests import netns
-from tests.cluster import wait_for
-
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
-  bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
-    echo "$ip" > "$LEASE_OUT" ;;
-esac
-exit 0
+BUSYBOX = "/bin/busybox"
+QEMU = "qemu-system-x86_64"
+#: what virtio-net needs, in load order (Debian builds all of them as modules)
+MODULES = (
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+)
+READY = "VIRTNET-GUEST-READY"
+#: a short boot: no ACPI tables to walk, no delay-loop calibration, one serial port
+CMDLINE = (
+    "console=ttyS0 quiet panic=-1 mitigations=off acpi=off lpj=4000000 no_timer_check "
+    "tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp"
+)
+INIT = """#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+for m in {modules}; do insmod /lib/$m; done
+ip link set lo up
+for arg in $(cat /proc/cmdline); do
+  case $arg in vnip=*) ip link set eth0 up; ip addr add ${{arg#vnip=}} dev eth0;; esac
+done
+stty -echo
+echo {ready}
+exec sh
 """
 
 
-def ip(ns: str, *argv: str) -> None:
-    subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True, text=True)
-
-
-def addrs(ns: str, dev: str, scope: str = "global") -> list[str]:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-json", "addr", "show", "dev", dev],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [
-        f"{a['local']}/{a['prefixlen']}"
-        for link in json.loads(out)
-        for a in link["addr_info"]
-        if a.get("scope") == scope
-    ]
-
-
-def ruleset(ns: str) -> list[dict[str, Any]]:
-    out = netns.run(ns, "nft", "-j", "list", "ruleset").stdout
-    return [i for i in json.loads(out)["nftables"] if "metainfo" not in i]
-
-
-def virtnet_tables(ns: str) -> list[str]:
-    return [i["table"]["name"] for i in ruleset(ns) if "table" in i]
-
-
-def attach_guest(host_ns: str, bridge: str, guest_ns: str, tag: str, mac: str) -> None:
-    """veth pair: ``eth0`` (with ``mac``) in the guest, ``tag`` on the host's bridge."""
-    ip(host_ns, "link", "add", tag, "type", "veth", "peer", "name", "eth0", "netns", guest_ns)
-    ip(host_ns, "link", "set", tag, "master", bridge, "up")
-    ip(guest_ns, "link", "set", "eth0", "address", mac, "up")
-    ip(guest_ns, "link", "set", "lo", "up")
-
-
-def add_upstream(host_ns: str, up_ns: str, host_addr: str, up_addr: str) -> None:
-    """A link from the host to the 'outside': ``vnup`` on the host, ``eth0`` upstream."""
-    ip(host_ns, "link", "add", "vnup", "type", "veth", "peer", "name", "eth0", "netns", up_ns)
-    ip(host_ns, "addr", "add", host_addr, "dev", "vnup")
-    ip(host_ns, "link", "set", "vnup", "up")
-    ip(up_ns, "addr", "add", up_addr, "dev", "eth0")
-    ip(up_ns, "link", "set", "eth0", "up")
-    ip(up_ns, "link", "set", "lo", "up")
-
-
-def dhcp(guest_ns: str, tmp: Path, hostname: str | None = None, tries: int = 12) -> str | None:
-    """Run busybox udhcpc once in the guest; the leased address (and it is configured)."""
-    script = tmp / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT)
-    script.chmod(0o755)
-    out = tmp / f"lease-{guest_ns}"
-    out.unlink(missing_ok=True)
-    argv = ["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-s", str(script)]
-    argv += ["-t", str(tries), "-T", "1", "-A", "1"]
-    if hostname:
-        argv += ["-x", f"hostname:{hostname}"]
-    subprocess.run(
-        ["ip", "netns", "exec", guest_ns, "env", f"LEASE_OUT={out}", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.read_text().strip() if out.exists() else None
-
-
-def resolve(guest_ns: str, name: str, server: str) -> str | None:
-    """The first address ``server`` gives for ``name`` (busybox nslookup in the guest)."""
-    done = netns.run(guest_ns, "busybox", "nslookup", name, server, check=False)
-    answers = done.stdout.split("Name:", 1)
-    if len(answers) < 2:
-        return None
-    for line in answers[1].splitlines():
-        if line.strip().startswith("Address"):
-            return line.split(":", 1)[1].strip().split()[0]
+def kernel() -> tuple[str, str] | None:
+    """(vmlinuz, modules dir) of the newest Debian kernel in /boot with virtio_net."""
+    for path in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
+        release = path.removeprefix("/boot/vmlinuz-")
+        mods = f"/lib/modules/{release}/kernel"
+        if all(os.path.exists(f"{mods}/{m}") for m in MODULES) and os.access(path, os.R_OK):
+            return path, mods
     return None
 
 
-def ping(ns: str, addr: str, count: int = 1, wait: int = 2) -> bool:
-    cmd = "ping6" if ":" in addr else "ping"
-    done = netns.run(ns, "busybox", cmd, "-c", str(count), "-W", str(wait), addr, check=False)
-    return done.returncode == 0
+def _dynamic(elf: bytes) -> bool:
+    """True for an ELF64 program with an interpreter (PT_INTERP): not usable alone in an
+    initramfs."""
+    phoff = int.from_bytes(elf[0x20:0x28], "little")
+    size, count = int.from_bytes(elf[0x36:0x38], "little"), int.from_bytes(elf[0x38:0x3A], "little")
+    return any(
+        int.from_bytes(elf[phoff + i * size : phoff + i * size + 4], "little") == 3
+        for i in range(count)
+    )
 
 
-@contextlib.contextmanager
-def listener(ns: str, addr: str, port: int) -> Iterator[socket.socket]:
-    """A TCP socket listening in ``ns``."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-
-    def make() -> socket.socket:
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((addr, port))
-        s.listen(4)
-        s.settimeout(10)
-        return s
-
-    sock = netns.in_namespace(ns, make)
-    try:
-        yield sock
-    finally:
-        sock.close()
+def available() -> str | None:
+    """Why guests cannot boot here, or None when they can."""
+    if shutil.which(QEMU) is None:
+        return f"{QEMU} is missing (package qemu-system-x86)"
+    if not os.path.exists(BUSYBOX) or _dynamic(Path(BUSYBOX).read_bytes()):
+        return "no static busybox (package busybox-static)"
+    if kernel() is None:
+        return "no kernel with virtio_net in /boot (package linux-image-amd64)"
+    return None
 
 
-def peer_seen(server: socket.socket, guest_ns: str, addr: str, port: int) -> str | None:
-    """Connect from the guest to ``server``; the source address the server saw, or None."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-
-    def connect() -> socket.socket | None:
-        c = socket.socket(family, socket.SOCK_STREAM)
-        c.settimeout(3)
-        try:
-            c.connect((addr, port))
-        except OSError:
-            c.close()
-            return None
-        return c
-
-    client = netns.in_namespace(guest_ns, connect)
-    if client is None:
-        return None
-    try:
-        conn, peer = server.accept()
-        conn.close()
-        return str(peer[0])
-    finally:
-        client.close()
+def extract_vmlinux(out: Path) -> Path:
+    """The uncompressed kernel (ELF), which QEMU starts at its PVH entry point: no firmware
+    and no decompression in the emulated CPU, the slowest parts of a TCG boot (~20 s)."""
+    found = kernel()
+    assert found is not None
+    data = Path(found[0]).read_bytes()
+    start = data.find(b"\xfd7zXZ\x00")  # Debian builds CONFIG_KERNEL_XZ
+    if start < 0:
+        raise AssertionError(f"{found[0]} is not an xz-compressed kernel")
+    out.write_bytes(lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:]))
+    return out
 
 
-def dnsmasq_pids(ns: str) -> list[int]:
-    """dnsmasq processes whose network namespace is ``ns``."""
-    target = os.stat(f"/var/run/netns/{ns}").st_ino
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            comm = Path(f"/proc/{entry}/comm").read_text().strip()
-            if comm != "dnsmasq":
-                continue
-            if os.stat(f"/proc/{entry}/ns/net").st_ino != target:
-                continue
-            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            pids.append(int(entry))
-    return sorted(pids)
+def _cpio_entry(name: str, mode: int, data: bytes = b"", ino: int = 1) -> bytes:
+    """One 'newc' cpio member, the format the kernel unpacks an initramfs from."""
+    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+    header = b"070701" + b"".join(f"{f:08X}".encode() for f in fields)
+    out = header + name.encode() + b"\0"
+    out += b"\0" * (-len(out) % 4) + data
+    return out + b"\0" * (-len(out) % 4)
 
 
-def kill_dnsmasqs(ns: str) -> None:
-    for pid in dnsmasq_pids(ns):
+def build_initramfs(path: Path) -> Path:
+    found = kernel()
+    assert found is not None
+    _, mods = found
+    names = [os.path.basename(m) for m in MODULES]
+    members = [("bin", 0o40755, b""), ("lib", 0o40755, b"")]
+    members.append(("init", 0o100755, INIT.format(modules=" ".join(names), ready=READY).encode()))
+    members.append(("bin/busybox", 0o100755, Path(BUSYBOX).read_bytes()))
+    for module, name in zip(MODULES, names, strict=True):
+        members.append((f"lib/{name}", 0o100644, Path(f"{mods}/{module}").read_bytes()))
+    blob = b"".join(
+        _cpio_entry(name, mode, data, ino) for ino, (name, mode, data) in enumerate(members, 1)
+    )
+    path.write_bytes(blob + _cpio_entry("TRAILER!!!", 0))
+    return path
+
+
+class Guest:
+    """A QEMU guest in network namespace ``ns``, its serial console on stdin/stdout."""
+
+    def __init__(
+        self, ns: str, vmlinux: Path, initramfs: Path, address: str, netargs: list[str]
+    ) -> None:
+        argv = [
+            *("ip", "netns", "exec", ns, QEMU, "-accel", "tcg", "-m", "160", "-smp", "1"),
+            *("-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"),
+            *("-no-reboot", "-kernel", str(vmlinux), "-initrd", str(initramfs)),
+            *("-append", f"{CMDLINE} vnip={address}"),
+            *netargs,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.output = ""
+        self._lock = threading.Condition()
+        self._count = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := os.read(self.proc.stdout.fileno(), 4096):
+            with self._lock:
+                self.output += chunk.decode(errors="replace")
+                self._lock.notify_all()
+
+    def expect(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not (found := re.compile(pattern).search(self.output, start)):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(f"guest never printed {pattern!r}:\n{self.output[-2000:]}")
+                self._lock.wait(min(left, 0.5))
+            return found
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.expect(READY, timeout)
+
+    def run(self, command: str, timeout: float = 20) -> tuple[int, str]:
+        """Run ``command`` in the guest's shell; its exit code and output."""
+        self._count += 1
+        marker = f"__END{self._count}_"
+        start = len(self.output)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{command}; echo {marker}$?\n".encode())
+        self.proc.stdin.flush()
+        found = self.expect(rf"{marker}(\d+)", timeout, start)
+        return int(found.group(1)), self.output[start : found.start()]
+
+    def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def traversable(path: Path) -> None:
-    """dnsmasq drops root for 'nobody', then re-reads its hosts files on SIGHUP: the test's
-    private temp folders must let it through (a real state dir is 0755)."""
-    for part in [path, *path.parents]:
-        if str(part) in ("/", "/tmp"):
-            break
-        part.chmod(part.stat().st_mode | 0o005)
-
-
-def wait_one_dnsmasq(ns: str, timeout: float = 5.0, other_than: int | None = None) -> int:
-    def one() -> int | None:
-        pids = dnsmasq_pids(ns)
-        return pids[0] if len(pids) == 1 and pids[0] != other_than else None
-
-    return wait_for(one, timeout=timeout, what=f"one dnsmasq in {ns}")
-
-
-def settle(seconds: float) -> None:
-    time.sleep(seconds)
+            self.proc.kill()
+        self.proc.wait(timeout=10)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import guests, netns
+from tests import ipguests as guests
+from tests import netns
 from tests.cluster import Cluster, wait_for
 from tests.kernel import readback
 

@@ -13,7 +13,7 @@ import pytest
 from app.conf.network.dnsmasq import render
 from app.conf.network.firewall import firewall_spec
 from app.conf.network.model import NetworkDefinition
-from tests import guests
+from tests import ipguests as guests
 from tests.cluster import wait_for
 from tests.kernel.conftest import requires_root
 from workers import network_services
