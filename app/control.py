@@ -12,6 +12,7 @@ from app.celery_app import (
     CONTROL_QUEUE,
     HEARTBEAT,
     HEARTBEAT_QUEUE,
+    REPORT_LEASES,
     REPORT_PORTS,
     REPORT_REALISATION,
     make_celery,
@@ -66,6 +67,21 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 worker_id=worker_id,
                 capabilities=capabilities,
                 registering=registering,
+            )
+
+    @celery.task(name=REPORT_LEASES, ignore_result=True, bind=True)
+    def report_leases(
+        self: Any,
+        host: str,
+        network_id: int,
+        leases: list[dict[str, Any]],
+        signature: str | None = None,
+    ) -> None:
+        if not genuine(self):
+            return
+        with sessions() as session:
+            realisation.record_leases(
+                ctx_for(session), host=host, network_id=network_id, leases=leases
             )
 
     @celery.task(name=REPORT_REALISATION, ignore_result=True, bind=True)

@@ -12,6 +12,8 @@ from app.host_identity import own_host_key
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
+#: how often the worker checks that each network's dnsmasq still runs
+SUPERVISE_SECONDS = 0.5
 
 
 def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
@@ -23,6 +25,14 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
         except Exception:  # broker briefly away: keep trying, the host shows down meanwhile
             log.exception("heartbeat failed")
         stop.wait(every)
+
+
+def _supervise(agent: HostAgent, stop: threading.Event) -> None:
+    while not stop.wait(SUPERVISE_SECONDS):
+        try:
+            agent.watch()
+        except Exception:  # the next round retries; a failing restart must not end the loop
+            log.exception("supervising dnsmasq failed")
 
 
 def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
@@ -42,7 +52,14 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
             "worker runs (it needs VIRTNET_REPORT_SECRET) and give this worker its output"
         )
     celery = make_celery(settings, host=name)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex, key=key)
+    agent = HostAgent(
+        celery,
+        host=name,
+        netns=netns,
+        worker_id=uuid.uuid4().hex,
+        key=key,
+        state_dir=settings.state_dir / "hosts" / name,
+    )
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()
@@ -53,6 +70,7 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         daemon=True,
     )
     beat.start()
+    threading.Thread(target=_supervise, args=(agent, stop), name="supervise", daemon=True).start()
     try:
         celery.worker_main(
             [
