@@ -25,7 +25,7 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
 
 
 def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
-    from app.schemas.common import HOST_NAME_RE
+    from app.conf.common import HOST_NAME_RE
 
     name = host or settings.host_name
     if not HOST_NAME_RE.fullmatch(name):

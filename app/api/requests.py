@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.schemas.common import Strict
+from app.conf.common import Strict
 
 
 class AutostartRequest(Strict):
