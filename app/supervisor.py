@@ -32,7 +32,8 @@ STATUS_FILE = "serve.json"
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 30.0
 #: a child that ran this long before dying starts again after FIRST_BACKOFF
 STABLE_SECONDS = 60.0
-POLL_SECONDS = 0.2
+#: how soon a dead child is noticed; each look costs a wake-up of `serve` at idle
+POLL_SECONDS = 1.0
 WORKER_STOP_SECONDS, BROKER_STOP_SECONDS = 5.0, 2.5
 _PR_SET_PDEATHSIG = 1
 

@@ -178,7 +178,7 @@ def probe(broker_url: str, state_dir: Path, samples: list[float], stop: threadin
                     producer = celery.amqp.Producer(conn)
                     got: list[int] = []
                     consumer = conn.Consumer([Queue(broker_bench.REPLY_QUEUE)], accept=["json"],
-                                             on_message=lambda m: (got.append(1), m.ack()))
+                                             on_message=lambda m, got=got: (got.append(1), m.ack()))
                     consumer.consume()
                     while not stop.is_set():
                         got.clear()
