@@ -47,16 +47,44 @@ def run_worker(broker_url: str, state_dir: str) -> None:
     def echo(n: int) -> None:
         celery.send_task(ECHO + ".reply", kwargs={"n": n}, queue=REPLY_QUEUE)
 
-    celery.worker_main(["worker", "-Q", "bench", "--pool", "solo", "--without-gossip",
-                        "--without-mingle", "--without-heartbeat", "-l", "WARNING"])
+    celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            "bench",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+    )
 
 
 def _start_redis(folder: Path, fsync: str) -> tuple[subprocess.Popen[bytes], str]:
     sock = folder / "redis.sock"
     proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "600",
-         "--dir", str(folder), "--save", "", "--appendonly", "yes", "--appendfsync", fsync,
-         "--logfile", str(folder / "redis.log")],
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "600",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            fsync,
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
     )
     for _ in range(100):
         if sock.exists():
@@ -65,17 +93,25 @@ def _start_redis(folder: Path, fsync: str) -> tuple[subprocess.Popen[bytes], str
     return proc, f"redis+socket://{sock}"
 
 
-def measure(label: str, url: str, folder: Path, tasks: int, idle: float,
-            server: subprocess.Popen[bytes] | None) -> dict[str, object]:
+def measure(
+    label: str,
+    url: str,
+    folder: Path,
+    tasks: int,
+    idle: float,
+    server: subprocess.Popen[bytes] | None,
+) -> dict[str, object]:
     celery = make_celery(Settings(broker_url=url, state_dir=folder))
-    worker = subprocess.Popen([sys.executable, __file__, "--worker", url, str(folder)],
-                              stdout=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, __file__, "--worker", url, str(folder)], stdout=subprocess.DEVNULL
+    )
     try:
         conn = celery.connection_for_write()
         producer = celery.amqp.Producer(conn)
         got: list[int] = []
-        consumer = conn.Consumer([Queue(REPLY_QUEUE)], accept=["json"],
-                                 on_message=lambda m: (got.append(1), m.ack()))
+        consumer = conn.Consumer(
+            [Queue(REPLY_QUEUE)], accept=["json"], on_message=lambda m: (got.append(1), m.ack())
+        )
         consumer.consume()
         times, errors, lost = [], 0, 0
         pids = [worker.pid] + ([server.pid] if server else [])
@@ -105,9 +141,15 @@ def measure(label: str, url: str, folder: Path, tasks: int, idle: float,
         cpu = (sum(map(_cpu_seconds, pids)) - before) / idle
         conn.release()
         times.sort()
-        return {"broker": label, "median_ms": statistics.median(times) * 1000,
-                "p90_ms": times[int(len(times) * 0.9)] * 1000, "idle_cpu_pct": cpu * 100,
-                "errors": errors, "cpu_ms": cpu_per_task * 1000, "lost": lost}
+        return {
+            "broker": label,
+            "median_ms": statistics.median(times) * 1000,
+            "p90_ms": times[int(len(times) * 0.9)] * 1000,
+            "idle_cpu_pct": cpu * 100,
+            "errors": errors,
+            "cpu_ms": cpu_per_task * 1000,
+            "lost": lost,
+        }
     finally:
         worker.terminate()
         worker.wait(10)
@@ -126,23 +168,41 @@ def main() -> None:
         base = Path(tmp)
         fs = base / "fs"
         fs.mkdir()
-        rows.append(measure("file-system, 10 ms poll", f"filesystem://{fs}/broker", fs,
-                            args.tasks, args.idle, None))
+        rows.append(
+            measure(
+                "file-system, 10 ms poll",
+                f"filesystem://{fs}/broker",
+                fs,
+                args.tasks,
+                args.idle,
+                None,
+            )
+        )
         for fsync in ("everysec", "always"):
             folder = base / fsync
             folder.mkdir()
             server, url = _start_redis(folder, fsync)
             try:
-                rows.append(measure(f"redis-server unix socket, AOF {fsync}", url, folder,
-                                    args.tasks, args.idle, server))
+                rows.append(
+                    measure(
+                        f"redis-server unix socket, AOF {fsync}",
+                        url,
+                        folder,
+                        args.tasks,
+                        args.idle,
+                        server,
+                    )
+                )
             finally:
                 server.terminate()
                 server.wait(10)
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, {args.tasks} tasks")
     print(f"{'broker':40} | median ms | p90 ms | CPU ms/task | idle CPU % | read errors | lost")
     for r in rows:
-        print(f"{r['broker']:40} | {r['median_ms']:9.2f} | {r['p90_ms']:6.2f} | "
-              f"{r['cpu_ms']:11.2f} | {r['idle_cpu_pct']:10.2f} | {r['errors']:11} | {r['lost']}")
+        print(
+            f"{r['broker']:40} | {r['median_ms']:9.2f} | {r['p90_ms']:6.2f} | "
+            f"{r['cpu_ms']:11.2f} | {r['idle_cpu_pct']:10.2f} | {r['errors']:11} | {r['lost']}"
+        )
 
 
 if __name__ == "__main__":

@@ -98,12 +98,15 @@ class Stats:
             self.status[code] += 1
             self.latency.setdefault(what, []).append(took)
             if r is None or r.status_code >= 500:
-                self.errors.append(f"{time.strftime('%H:%M:%S')} {what}: {code} "
-                                   f"{exc or (r.text[:200] if r is not None else '')}")
+                self.errors.append(
+                    f"{time.strftime('%H:%M:%S')} {what}: {code} "
+                    f"{exc or (r.text[:200] if r is not None else '')}"
+                )
 
 
-def call(stats: Stats, client: httpx.Client, what: str, method: str, url: str,
-         **kw: Any) -> httpx.Response | None:
+def call(
+    stats: Stats, client: httpx.Client, what: str, method: str, url: str, **kw: Any
+) -> httpx.Response | None:
     started = time.perf_counter()
     try:
         r = client.request(method, url, **kw)
@@ -115,28 +118,46 @@ def call(stats: Stats, client: httpx.Client, what: str, method: str, url: str,
 
 
 def port_client(base: str, stats: Stats, stop: threading.Event, n: int) -> None:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
-                      timeout=60) as client:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    ) as client:
         i = 0
         while not stop.is_set():
             i += 1
-            mac = f"52:54:00:{n:02x}:{(i >> 8) & 0xff:02x}:{i & 0xff:02x}"
-            r = call(stats, client, "port create", "POST", "/v1/networks/soak/ports?wait=20",
-                     json={"owner": OWNER, "host": HOST, "mac": mac})
+            mac = f"52:54:00:{n:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
+            r = call(
+                stats,
+                client,
+                "port create",
+                "POST",
+                "/v1/networks/soak/ports?wait=20",
+                json={"owner": OWNER, "host": HOST, "mac": mac},
+            )
             if r is not None and r.status_code in (200, 201, 202):
-                call(stats, client, "port delete", "DELETE",
-                     f"/v1/networks/soak/ports/{r.json()['id']}?wait=20")
+                call(
+                    stats,
+                    client,
+                    "port delete",
+                    "DELETE",
+                    f"/v1/networks/soak/ports/{r.json()['id']}?wait=20",
+                )
             else:
                 stop.wait(1)
 
 
 def domain_client(base: str, stats: Stats, stop: threading.Event, name: str) -> None:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
-                      timeout=60) as client:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    ) as client:
         while not stop.is_set():
             for action in ("start", "suspend", "resume", "stop"):
-                r = call(stats, client, f"domain {action}", "POST",
-                         f"/v1/domains/{name}/{action}?wait=20")
+                r = call(
+                    stats,
+                    client,
+                    f"domain {action}",
+                    "POST",
+                    f"/v1/domains/{name}/{action}?wait=20",
+                )
                 if r is None or r.status_code >= 400:
                     stop.wait(1)
 
@@ -144,8 +165,9 @@ def domain_client(base: str, stats: Stats, stop: threading.Event, name: str) -> 
 def event_stream(base: str, stats: Stats, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            with httpx.stream("GET", f"{base}/v1/events?token={TOKEN}",
-                              timeout=httpx.Timeout(30, read=30)) as r:
+            with httpx.stream(
+                "GET", f"{base}/v1/events?token={TOKEN}", timeout=httpx.Timeout(30, read=30)
+            ) as r:
                 for line in r.iter_lines():
                     if line.startswith("id:"):
                         with stats.lock:
@@ -158,8 +180,9 @@ def event_stream(base: str, stats: Stats, stop: threading.Event) -> None:
             stop.wait(1)
 
 
-def probe(broker_url: str, state_dir: Path, samples: list[float], stop: threading.Event,
-          errors: list[str]) -> None:
+def probe(
+    broker_url: str, state_dir: Path, samples: list[float], stop: threading.Event, errors: list[str]
+) -> None:
     """Task round trips through serve's broker: send, a worker echoes, receive."""
     import broker as broker_bench
     from kombu import Queue
@@ -168,23 +191,29 @@ def probe(broker_url: str, state_dir: Path, samples: list[float], stop: threadin
     from app.config import Settings
 
     celery = make_celery(Settings(broker_url=broker_url, state_dir=state_dir))
-    worker = subprocess.Popen([sys.executable, broker_bench.__file__, "--worker", broker_url,
-                               str(state_dir)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, broker_bench.__file__, "--worker", broker_url, str(state_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while not stop.is_set():
             try:
                 with celery.connection_for_write() as conn:
                     producer = celery.amqp.Producer(conn)
                     got: list[int] = []
-                    consumer = conn.Consumer([Queue(broker_bench.REPLY_QUEUE)], accept=["json"],
-                                             on_message=lambda m, got=got: (got.append(1), m.ack()))
+                    consumer = conn.Consumer(
+                        [Queue(broker_bench.REPLY_QUEUE)],
+                        accept=["json"],
+                        on_message=lambda m, got=got: (got.append(1), m.ack()),
+                    )
                     consumer.consume()
                     while not stop.is_set():
                         got.clear()
                         started = time.perf_counter()
-                        celery.send_task(broker_bench.ECHO, kwargs={"n": 0}, queue="bench",
-                                         producer=producer)
+                        celery.send_task(
+                            broker_bench.ECHO, kwargs={"n": 0}, queue="bench", producer=producer
+                        )
                         deadline = started + 10
                         while not got and time.perf_counter() < deadline:
                             with contextlib.suppress(TimeoutError):
@@ -226,10 +255,12 @@ def settle(db: Path, seconds: float) -> tuple[int, int]:
     while True:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
             marks = ",".join("?" * len(TRANSITIONAL_PORT_STATES))
-            ports = conn.execute(f"SELECT count(*) FROM ports WHERE state IN ({marks})",
-                                 TRANSITIONAL_PORT_STATES).fetchone()[0]
-            ops = conn.execute("SELECT count(*) FROM operations WHERE state = 'running'"
-                               ).fetchone()[0]
+            ports = conn.execute(
+                f"SELECT count(*) FROM ports WHERE state IN ({marks})", TRANSITIONAL_PORT_STATES
+            ).fetchone()[0]
+            ops = conn.execute(
+                "SELECT count(*) FROM operations WHERE state = 'running'"
+            ).fetchone()[0]
         if (ports == 0 and ops == 0) or time.monotonic() > deadline:
             return ports, ops
         time.sleep(1)
@@ -254,12 +285,20 @@ def main() -> None:
         state = Path(tmp)
         base = f"http://127.0.0.1:{args.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTNET_")}
-        env.update(VIRTNET_STATE_DIR=tmp, VIRTNET_BOOTSTRAP_TOKEN=TOKEN, VIRTNET_HOST_NAME=HOST,
-                   VIRTNET_NETNS=ns)
+        env.update(
+            VIRTNET_STATE_DIR=tmp,
+            VIRTNET_BOOTSTRAP_TOKEN=TOKEN,
+            VIRTNET_HOST_NAME=HOST,
+            VIRTNET_NETNS=ns,
+        )
         log = open(state / "serve.log", "wb")  # noqa: SIM115
-        serve = subprocess.Popen([str(ROOT / ".venv/bin/virtnet"), "serve", "--listen",
-                                  f"127.0.0.1:{args.port}"], env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        serve = subprocess.Popen(
+            [str(ROOT / ".venv/bin/virtnet"), "serve", "--listen", f"127.0.0.1:{args.port}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             run(args, serve, base, state, load)
         finally:
@@ -274,8 +313,13 @@ def main() -> None:
             print("serve log, last lines:\n  " + "\n  ".join(tail))
 
 
-def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, state: Path,
-        load: tuple[float, float, float]) -> None:
+def run(
+    args: argparse.Namespace,
+    serve: subprocess.Popen[bytes],
+    base: str,
+    state: Path,
+    load: tuple[float, float, float],
+) -> None:
     deadline = time.monotonic() + 120
     while health(base).get("status") != "ok" or len(health(base).get("components", {})) < 4:
         if serve.poll() is not None or time.monotonic() > deadline:
@@ -285,13 +329,29 @@ def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, sta
     with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
         while not c.get("/v1/hosts").json():
             time.sleep(0.5)
-        c.post("/v1/networks", json={"name": "soak", "bridge": {
-            "name": "vnsoak0", "stp": False, "mac_table_manager": "libvirt"}}).raise_for_status()
+        c.post(
+            "/v1/networks",
+            json={
+                "name": "soak",
+                "bridge": {"name": "vnsoak0", "stp": False, "mac_table_manager": "libvirt"},
+            },
+        ).raise_for_status()
         c.post("/v1/networks/soak/start?wait=20").raise_for_status()
         for i in (1, 2):
-            c.post("/v1/domains", json={"name": f"soak{i}", "host": HOST, "interfaces": [
-                {"type": "network", "source": {"network": "soak"},
-                 "mac": f"52:54:00:ff:00:{i:02x}"}]}).raise_for_status()
+            c.post(
+                "/v1/domains",
+                json={
+                    "name": f"soak{i}",
+                    "host": HOST,
+                    "interfaces": [
+                        {
+                            "type": "network",
+                            "source": {"network": "soak"},
+                            "mac": f"52:54:00:ff:00:{i:02x}",
+                        }
+                    ],
+                },
+            ).raise_for_status()
     time.sleep(10)  # let the start settle before measuring idle
     idle_before = idle_cpu(serve.pid, args.idle)
     print(f"idle CPU before traffic: {idle_before:.2f} % of one core", flush=True)
@@ -300,18 +360,22 @@ def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, sta
     samples: list[float] = []
     probe_errors: list[str] = []
     injected: Counter[str] = Counter()
-    threads = [threading.Thread(target=port_client, args=(base, stats, stop, n))
-               for n in range(args.clients)]
-    threads += [threading.Thread(target=domain_client, args=(base, stats, stop, f"soak{i}"))
-                for i in (1, 2)]
-    threads += [threading.Thread(target=event_stream, args=(base, stats, stop))
-                for _ in range(3)]
+    threads = [
+        threading.Thread(target=port_client, args=(base, stats, stop, n))
+        for n in range(args.clients)
+    ]
+    threads += [
+        threading.Thread(target=domain_client, args=(base, stats, stop, f"soak{i}")) for i in (1, 2)
+    ]
+    threads += [threading.Thread(target=event_stream, args=(base, stats, stop)) for _ in range(3)]
     broker_url = f"redis+socket://{state / 'broker' / 'redis.sock'}"
-    threads.append(threading.Thread(target=probe,
-                                    args=(broker_url, state, samples, stop, probe_errors)))
+    threads.append(
+        threading.Thread(target=probe, args=(broker_url, state, samples, stop, probe_errors))
+    )
     if args.faults:
-        threads.append(threading.Thread(target=faults,
-                                        args=(base, args.fault_every, stop, injected)))
+        threads.append(
+            threading.Thread(target=faults, args=(base, args.fault_every, stop, injected))
+        )
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -320,9 +384,12 @@ def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, sta
         time.sleep(min(60, max(0.1, end - time.monotonic())))
         with stats.lock:
             done = sum(stats.status.values())
-        print(f"{(time.monotonic() - started) / 60:5.1f} min: {done} requests, "
-              f"{dict(stats.status)}, {stats.events} events, {len(samples)} round trips, "
-              f"load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"{(time.monotonic() - started) / 60:5.1f} min: {done} requests, "
+            f"{dict(stats.status)}, {stats.events} events, {len(samples)} round trips, "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     stop.set()
     for t in threads:
         t.join(90)
@@ -334,10 +401,14 @@ def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, sta
     unasked = {n: r - injected[n] for n, r in restarts.items() if r - injected[n] > 0}
     five = sum(v for k, v in stats.status.items() if k.startswith("5") or k == "no answer")
     print(json.dumps({"health": h.get("status"), "components": h.get("components")}))
-    print(f"\nsoak: {args.minutes:g} min, {args.clients} port clients + 2 domains + 3 event "
-          f"streams, faults: {dict(injected) if args.faults else 'none'}")
-    print(f"load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at end "
-          f"{os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs")
+    print(
+        f"\nsoak: {args.minutes:g} min, {args.clients} port clients + 2 domains + 3 event "
+        f"streams, faults: {dict(injected) if args.faults else 'none'}"
+    )
+    print(
+        f"load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at end "
+        f"{os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs"
+    )
     print(f"serve exited: {serve.poll() is not None}")
     print(f"crashes (children that died unasked): {unasked or 'none'}")
     print(f"answers: {dict(stats.status)}; 5xx or no answer: {five}")
@@ -345,13 +416,19 @@ def run(args: argparse.Namespace, serve: subprocess.Popen[bytes], base: str, sta
         print("  " + line)
     print(f"stuck after 60 s: {stuck_ports} ports, {stuck_ops} operations")
     print(f"events read on 3 streams: {stats.events}")
-    print(f"idle CPU of serve's process tree: {idle_before:.2f} % of one core before, "
-          f"{idle_after:.2f} % after")
-    print(f"task round trip ({len(samples)}): median {pct(samples, 0.5):.2f} ms, "
-          f"p90 {pct(samples, 0.9):.2f} ms")
+    print(
+        f"idle CPU of serve's process tree: {idle_before:.2f} % of one core before, "
+        f"{idle_after:.2f} % after"
+    )
+    print(
+        f"task round trip ({len(samples)}): median {pct(samples, 0.5):.2f} ms, "
+        f"p90 {pct(samples, 0.9):.2f} ms"
+    )
     for what, values in sorted(stats.latency.items()):
-        print(f"  {what:15} n={len(values):6} median {pct(values, 0.5):8.1f} ms "
-              f"p90 {pct(values, 0.9):8.1f} ms")
+        print(
+            f"  {what:15} n={len(values):6} median {pct(values, 0.5):8.1f} ms "
+            f"p90 {pct(values, 0.9):8.1f} ms"
+        )
 
 
 if __name__ == "__main__":
