@@ -91,12 +91,15 @@ class Stats:
         self.errors: list[str] = []
         self.latency: dict[str, list[float]] = {}
         self.events = 0
+        self.conflicts: Counter[str] = Counter()
 
     def note(self, what: str, r: httpx.Response | None, took: float, exc: str = "") -> None:
         with self.lock:
             code = str(r.status_code) if r is not None else "no answer"
             self.status[code] += 1
             self.latency.setdefault(what, []).append(took)
+            if r is not None and r.status_code == 409:
+                self.conflicts[f"{what}: {r.json().get('detail', '')[:90]}"] += 1
             if r is None or r.status_code >= 500:
                 self.errors.append(
                     f"{time.strftime('%H:%M:%S')} {what}: {code} "
@@ -414,6 +417,8 @@ def run(
     print(f"answers: {dict(stats.status)}; 5xx or no answer: {five}")
     for line in stats.errors[:10] + probe_errors[:5]:
         print("  " + line)
+    for conflict, count in stats.conflicts.most_common(5):
+        print(f"  409 x{count}: {conflict}")
     print(f"stuck after 60 s: {stuck_ports} ports, {stuck_ops} operations")
     print(f"events read on 3 streams: {stats.events}")
     print(
