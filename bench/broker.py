@@ -38,7 +38,10 @@ ECHO, REPLY_QUEUE = "bench.echo", "bench.reply"
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it died (and its CPU time with it)
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -142,7 +145,9 @@ def measure(
         done = max(1, len(times))
         cpu_per_task = (sum(map(_cpu_seconds, pids)) + time.process_time() - cpu_start) / done
         cpu = float("nan")
-        if not died:
+        if died:
+            cpu_per_task = float("nan")
+        else:
             time.sleep(2)
             before = sum(map(_cpu_seconds, pids))
             time.sleep(idle)
