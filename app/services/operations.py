@@ -47,7 +47,7 @@ def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
     The polls read in a session of their own that never takes SQLite's write lock, and end
     each read before sleeping: a waiting client must not hold up the reports it waits for.
     """
-    ctx.db.rollback()
+    ctx.db.commit()  # ends the caller's transaction and, unlike a rollback, keeps its objects
     deadline = time.monotonic() + seconds
     delay = 0.001
     with get_sessionmaker(ctx.settings.effective_database_url, read_only=True)() as db:
