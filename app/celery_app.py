@@ -49,6 +49,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     }
 
 
+def redis_client_url(url: str) -> str:
+    """kombu's `redis+socket:///path` as redis-py spells it (`unix:///path`)."""
+    return "unix://" + url.removeprefix("redis+socket://") if url.startswith("redis+") else url
+
+
 def make_celery(settings: Settings, *, host: str | None = None) -> Celery:
     """``host``: the Celery app of that host's worker, which keeps its bookkeeping of
     unacknowledged messages under its own Redis keys (its broker user may touch no others)."""

@@ -10,7 +10,7 @@ from app import web
 from app.api import docs, errors, metrics
 from app.api.body import BodyLimit
 from app.api.openapi import document_answers
-from app.api.routes import domains, events, networks, ports, system
+from app.api.routes import domains, events, health, networks, ports, system
 from app.celery_app import make_celery, task_sender
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import DomainDefinition, InterfaceDef, PortRequest
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.install(app, settings)
     app.add_middleware(BodyLimit)
     errors.install(app)
+    app.include_router(health.router)
     app.include_router(system.router)
     app.include_router(networks.router)
     app.include_router(ports.router)
