@@ -10,7 +10,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from . import bandwidth as bw
-from . import bridges, guestns, links, nlsock, ports, tapuse, veth
+from . import bridges, guestns, links, nlsock, ports, tapuse, veth, vlanprobe
 from .errors import KernelError, from_errno
 from .nsexec import NamespaceRunner, tun_openable
 from .qos import Tc
@@ -43,6 +43,7 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self._8021q: bool | None = None
         self._tc: Tc | None = None
         #: how each port's outbound limit was last made ('police', 'ifb'), by device name
         self.outbound_modes: dict[str, str | None] = {}
@@ -94,11 +95,17 @@ class HostNet:
                 self._vlan_supported = bridges.probe_vlan_filtering(self._sock)
             except KernelError:
                 self._vlan_supported = False
+        if self._8021q is None:
+            try:
+                self._8021q = vlanprobe.probe_8021q(self._pyroute2())
+            except KernelError:
+                self._8021q = False
         return HostCapabilities(
             kernel_release=os.uname().release,
             vlan_filtering=self._vlan_supported,
             tun=self._runner.run(tun_openable),
             net_admin=_has_net_admin(),
+            vlan_8021q=self._8021q,
         )
 
     def owned_devices(self) -> list[OwnedDevice]:
