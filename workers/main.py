@@ -11,6 +11,8 @@ from app.config import Settings
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
+#: how often the worker checks that each network's dnsmasq still runs
+SUPERVISE_SECONDS = 0.5
 
 
 def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
@@ -24,6 +26,14 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
         stop.wait(every)
 
 
+def _supervise(agent: HostAgent, stop: threading.Event) -> None:
+    while not stop.wait(SUPERVISE_SECONDS):
+        try:
+            agent.watch()
+        except Exception:  # the next round retries; a failing restart must not end the loop
+            log.exception("supervising dnsmasq failed")
+
+
 def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
     from app.conf.common import HOST_NAME_RE
 
@@ -33,7 +43,13 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
     celery = make_celery(settings)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex)
+    agent = HostAgent(
+        celery,
+        host=name,
+        netns=netns,
+        worker_id=uuid.uuid4().hex,
+        state_dir=settings.state_dir / "hosts" / name,
+    )
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()
@@ -44,6 +60,7 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         daemon=True,
     )
     beat.start()
+    threading.Thread(target=_supervise, args=(agent, stop), name="supervise", daemon=True).start()
     try:
         celery.worker_main(
             [
