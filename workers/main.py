@@ -24,7 +24,11 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
         stop.wait(every)
 
 
-def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
+def run_host_worker(
+    settings: Settings, *, host: str | None, netns: str | None, underlay: str | None = None
+) -> int:
+    import ipaddress
+
     from app.schemas.common import HOST_NAME_RE
 
     name = host or settings.host_name
@@ -32,8 +36,16 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         from app.config import ConfigError
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
+    underlay = underlay or settings.underlay
+    if underlay:
+        try:
+            underlay = str(ipaddress.ip_address(underlay))
+        except ValueError:
+            from app.config import ConfigError
+
+            raise ConfigError(f"--underlay {underlay!r}: not an IPv4 or IPv6 address") from None
     celery = make_celery(settings)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex)
+    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex, underlay=underlay)
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()

@@ -18,10 +18,13 @@ from app.celery_app import (
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_OVERLAY,
     REPORT_PORTS,
     REPORT_REALISATION,
+    SYNC_OVERLAY,
     task_sender,
 )
+from workers import overlay
 from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 
 log = logging.getLogger("virtnet.worker")
@@ -30,8 +33,18 @@ log = logging.getLogger("virtnet.worker")
 class HostAgent:
     """The host worker's state: which host it is, its kernel handle, how it reports back."""
 
-    def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
+    def __init__(
+        self,
+        celery: Celery,
+        *,
+        host: str,
+        netns: str | None,
+        worker_id: str,
+        underlay: str | None = None,
+    ) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self.underlay = underlay
+        self.underlay_mtu: int | None = None
         self._send = task_sender(celery)
         self._net: HostNet | None = None
         self._lock = threading.Lock()
@@ -51,6 +64,9 @@ class HostAgent:
             "tun": caps.tun,
             "net_admin": caps.net_admin,
         }
+        if self.underlay:
+            self.underlay_mtu = self.net.underlay_mtu(self.underlay)
+            self.capabilities.update(underlay=self.underlay, underlay_mtu=self.underlay_mtu)
 
     def close(self) -> None:
         if self._net is not None:
@@ -76,6 +92,8 @@ class HostAgent:
                 if network["mode"] == "bridge":
                     self.net.check_bridge(network["bridge"])
                 else:
+                    if network.get("overlay"):
+                        network = overlay.with_mtu(network, self.underlay, self.underlay_mtu)
                     result = self.net.ensure_bridge(_bridge_spec(network))
                     if result.degraded:
                         state, error = "degraded", result.degraded
@@ -92,11 +110,21 @@ class HostAgent:
             state=state,
             error=error,
         )
+        if network.get("overlay") and state != "failed":
+            self.sync_overlay(network["overlay"], full=True)
+
+    def sync_overlay(self, state: dict[str, Any], *, full: bool = False) -> None:
+        """Make the network's VXLAN device, table and firewall match; report what it did."""
+        with self._lock:
+            report = overlay.apply(self.net, state, self.underlay, full=full)
+        self.send(REPORT_OVERLAY, host=self.host, **report)
 
     def remove(self, network: dict[str, Any]) -> None:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
         with self._lock:
+            if network.get("vni"):
+                self.net.remove_overlay(network["vni"], owner=network["uuid"])
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
 
     def apply_ports(self, ports: list[dict[str, Any]]) -> None:
@@ -124,6 +152,7 @@ class HostAgent:
                 if d.kind == "tap" and d.name not in wanted_taps
             ]
             self.net.unplug_many(leftovers)
+            overlay.remove_leftovers(self.net, owned, networks)
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
@@ -199,6 +228,10 @@ def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
         networks: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None
     ) -> None:
         agent.reconcile(networks, ports or [])
+
+    @celery.task(name=SYNC_OVERLAY, ignore_result=True)
+    def sync_overlay(overlay: dict[str, Any]) -> None:
+        agent.sync_overlay(overlay)
 
     @celery.task(name=APPLY_PORTS, ignore_result=True)
     def apply_ports(ports: list[dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.models import Domain, Operation, Port
 from app.schemas.port import PortRequest
-from app.services import domain_state, events, latency, operations, ports
+from app.services import domain_state, events, latency, operations, overlay, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -35,6 +35,7 @@ def unplug(ctx: Ctx, port_list: list[Port], *, kind: str, target: str) -> Operat
         port.generation += 1
         port.operation_id = op.id
     ports.send(ctx, port_list, present=False)
+    overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
     return op
 
 
@@ -51,12 +52,19 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     """A host applied ports; advance each port and the operations waiting for them."""
     stale: list[Port] = []
+    moved: list[Port] = []
     touched: dict[str, Operation] = {}
     for action, done in (("plug", "plugged"), ("unplug", "absent")):
         samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
         latency.observe(ctx, host=host, action=action, samples=samples)
     for result in results:
         port = ctx.db.get(Port, result["port_id"])
+        if port is not None and port.migration and port.migration.get("target") == host:
+            from app.services import migration
+
+            if port.migration.get("phase") == "plugging":
+                migration.target_reported(ctx, port, result)
+                continue
         if port is None or port.host != host:
             if result["state"] != "absent":
                 # a late or redelivered plug for a port already released: take it back out
@@ -75,7 +83,10 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             continue
         if port.generation != result["generation"]:
             continue
+        before = port.state
         _advance(ctx, port, result)
+        if port.state != before and port.network_id is not None:
+            moved.append(port)
         if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
             op.pending = max(0, op.pending - 1)
             touched[op.id] = op
@@ -84,6 +95,7 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             _finish(ctx, op)
     if stale:
         ports.send(ctx, stale, present=False)
+    overlay.nudge_ports(ctx, moved)
     ctx.commit(conflict=race("a port being released"))
 
 

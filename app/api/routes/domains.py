@@ -15,7 +15,8 @@ from app.api.routes.networks import revision_precondition, run_blocking, wants_x
 from app.models import Domain
 from app.schemas.port import DomainDefinition, InterfaceDef
 from app.schemas.port_views import domain_view
-from app.services import domains
+from app.schemas.requests import MigrateRequest
+from app.services import domains, migration
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 from app.xml.domain import domain_from_xml
@@ -157,6 +158,16 @@ def stop_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONR
 @router.post("/{name}/suspend", status_code=202)
 def suspend_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
     return action_response(ctx, domains.suspend(ctx, name=name), wait)
+
+
+@router.post("/{name}/migrate", status_code=202)
+def migrate_domain(
+    name: str, body: MigrateRequest, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    """Move the domain's ports to another host: plug there with the entries withheld, switch
+    every host's entries at once, unplug on the source. The operation's result gives the
+    measured switchover time."""
+    return action_response(ctx, migration.start(ctx, name=name, host=body.host), wait)
 
 
 @router.post("/{name}/resume", status_code=202)

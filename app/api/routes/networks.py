@@ -14,7 +14,7 @@ from app.schemas.common import compact
 from app.schemas.network import NetworkDefinition
 from app.schemas.requests import AutostartRequest
 from app.schemas.views import NetworkView, Page, network_view
-from app.services import networks, realisation
+from app.services import networks, overlay, realisation
 from app.services.context import Ctx
 from app.services.errors import PreconditionFailed
 from app.xml.network import network_from_xml, network_to_xml
@@ -38,7 +38,12 @@ def wants_xml(request: Request) -> bool:
 
 
 def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
-    view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    view = network_view(
+        network,
+        realisation.realisations(ctx, network.id),
+        inactive=inactive,
+        overlay=overlay.host_view(ctx, network),
+    )
     body = NetworkView.model_validate(view).model_dump(mode="json")
     return {**compact(body), "status": body["status"]}
 
