@@ -63,7 +63,7 @@ def digest(state: dict[str, Any]) -> str:
 def host_states(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
     """The desired overlay state of every host the network is realised on."""
     overlay = overlay_of(network)
-    if overlay is None or network.state == "inactive":
+    if overlay is None or network.live is None:  # live is set before a start is planned
         return {}
     hosts = _hosts(ctx)
     members = [h for h in _members(ctx, network.id) if h in hosts]
