@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     @field_validator("host_name")
     @classmethod
     def _host_name(cls, value: str) -> str:
-        from app.schemas.common import HOST_NAME_RE
+        from app.conf.common import HOST_NAME_RE
 
         if not HOST_NAME_RE.fullmatch(value):
             raise ValueError("must be 1-63 characters of letters, digits, '.', '_' or '-'")

@@ -29,7 +29,7 @@ def run_host_worker(
 ) -> int:
     import ipaddress
 
-    from app.schemas.common import HOST_NAME_RE
+    from app.conf.common import HOST_NAME_RE
 
     name = host or settings.host_name
     if not HOST_NAME_RE.fullmatch(name):

@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.conf.network.validate import Problem
 from app.services.errors import ServiceError, Unauthorized
-from app.validation.network import Problem
 
 log = logging.getLogger("virtnet.api")
 PROBLEM = "application/problem+json"

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.conf.common import compact, random_mac
+from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
 from app.models import Domain, Operation, Port
-from app.schemas.common import compact, random_mac
-from app.schemas.port import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
 from app.services import events, operations, overlay, port_lifecycle, ports
 from app.services.context import Ctx
 from app.services.domain_state import set_state

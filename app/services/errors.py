@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.validation.network import Problem
+from app.conf.network.validate import Problem
 
 
 class ServiceError(Exception):

@@ -8,19 +8,19 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.models import Host, Network
-from app.schemas.common import compact, random_mac
-from app.schemas.network import NetworkDefinition
-from app.services import events, realisation
-from app.services.context import Ctx
-from app.services.errors import Conflict, Invalid, NotFound, require_revision
-from app.validation.network import (
+from app.conf.common import compact, random_mac
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.validate import (
     definition_problems,
     overlap_problems,
     overlay_mtu_problems,
     subnets,
     unrealised_features,
 )
+from app.models import Host, Network
+from app.services import events, realisation
+from app.services.context import Ctx
+from app.services.errors import Conflict, Invalid, NotFound, require_revision
 
 MAX_BRIDGE_INDEX = 4096
 CREATED_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.conf.port.model import PortRequest
 from app.models import Domain, Operation, Port
-from app.schemas.port import PortRequest
 from app.services import domain_state, events, latency, operations, overlay, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict

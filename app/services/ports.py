@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select, text
 
 from app.celery_app import APPLY_PORTS, host_queue
+from app.conf.common import random_mac
+from app.conf.network.model import NetworkDefinition
+from app.conf.port.model import PortRequest
 from app.models import Host, Network, Port
-from app.schemas.common import random_mac
-from app.schemas.network import NetworkDefinition
-from app.schemas.port import PortRequest
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 

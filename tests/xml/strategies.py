@@ -1,7 +1,7 @@
 """Hypothesis strategies for valid network definitions, as JSON documents.
 
 They cover every part of the model in every forward mode, staying inside the rules of
-app.validation (addresses from disjoint subnets, gateways on the network, one default
+app.conf.network.validate (addresses from disjoint subnets, gateways on the network, one default
 portgroup, ...) so that each example is a definition virtnet accepts.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 from lxml import etree
 
-from app.schemas.network import LEASE_UNIT_SECONDS
+from app.conf.network.model import LEASE_UNIT_SECONDS
 
 Doc = dict[str, Any]
 MODES = ("none", "nat", "route", "open", "bridge", "private", "vepa", "passthrough", "hostdev")

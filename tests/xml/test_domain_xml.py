@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 from app.api.errors import InvalidBody
+from app.conf.domain.format import domain_to_xml
+from app.conf.domain.parse import domain_from_xml
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Domain
-from app.xml.domain import domain_from_xml
-from app.xml.domain_format import domain_to_xml
 from tests.api.conftest import assert_problem
 from tests.api.test_ports_api import add_host
 from tests.cluster import Cluster

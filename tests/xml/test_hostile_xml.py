@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.errors import InvalidBody
-from app.xml.network import network_from_xml
+from app.conf.network.xml import network_from_xml
 from tests.api.conftest import assert_problem
 
 XML = {"Content-Type": "application/xml"}
@@ -112,7 +112,7 @@ def test_a_lot_of_harmless_xml_is_still_quick() -> None:
 MEASURE = """
 import resource, sys
 from app.api.errors import InvalidBody
-from app.xml.network import network_from_xml
+from app.conf.network.xml import network_from_xml
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     network_from_xml(sys.stdin.buffer.read())

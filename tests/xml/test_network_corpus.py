@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.schemas.common import compact
-from app.xml.network import network_from_xml, network_to_xml
+from app.conf.common import compact
+from app.conf.network.xml import network_from_xml, network_to_xml
 from tests.api.conftest import assert_problem
 from tests.xml.corpus import IN, OUT, as_tuple, drop_generated, files, tree
 

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.errors import InvalidBody
-from app.schemas.common import compact
-from app.xml.network import network_from_xml, network_to_xml
+from app.conf.common import compact
+from app.conf.network.xml import network_from_xml, network_to_xml
 from tests.api.conftest import assert_problem
 
 XML = {"Content-Type": "application/xml", "Accept": "application/xml"}
@@ -51,7 +51,7 @@ ERRORS = [
         "unicast",
     ),
     ("<vlan trunk='no'><tag id='1' nativeMode='tagged'/></vlan>", "/network/vlan", "trunk"),
-    # from app.validation and libvirt's rules
+    # from app.conf.network.validate and libvirt's rules
     ("<forward mode='nat'/>", "/network/forward/@mode", "needs an IP address"),
     (
         "<forward mode='private' dev='eth0'><interface dev='eth0'/><interface dev='eth0'/>"

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
+from app.conf.port.xml import format_networkport, parse_networkport
 from app.config import Settings
-from app.xml.port import format_networkport, parse_networkport
 from tests.api.test_ports_api import add_host
 from tests.xml.corpus import CORPUS, as_tuple, files, tree
 

@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.errors import InvalidBody
+from app.conf.port.model import PlugBridge
+from app.conf.port.xml import format_networkport, parse_networkport
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Port
-from app.schemas.port import PlugBridge
-from app.xml.port import format_networkport, parse_networkport
 from tests.api.conftest import assert_problem
 from tests.api.test_ports_api import add_host
 from tests.xml.test_hostile_xml import LAUGHS

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.schemas.common import compact
-from app.schemas.network import NetworkDefinition
-from app.validation.network import definition_problems
-from app.xml.network import network_from_xml, network_to_xml
+from app.conf.common import compact
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.validate import definition_problems
+from app.conf.network.xml import network_from_xml, network_to_xml
 from tests.xml.strategies import MODES, definitions
 
 XML = {"Content-Type": "application/xml", "Accept": "application/xml"}

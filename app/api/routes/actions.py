@@ -8,8 +8,8 @@ from fastapi import Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from app.api.port_views import operation_view
 from app.models import Operation
-from app.schemas.port_views import operation_view
 from app.services import operations
 from app.services.context import Ctx
 

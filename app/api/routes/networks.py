@@ -10,14 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
-from app.schemas.common import compact
-from app.schemas.network import NetworkDefinition
-from app.schemas.requests import AutostartRequest
-from app.schemas.views import NetworkView, Page, network_view
+from app.api.requests import AutostartRequest
+from app.api.views import NetworkView, Page, network_view
+from app.conf.common import compact
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.xml import network_from_xml, network_to_xml
 from app.services import networks, overlay, realisation
 from app.services.context import Ctx
 from app.services.errors import PreconditionFailed
-from app.xml.network import network_from_xml, network_to_xml
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 

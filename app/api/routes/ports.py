@@ -10,15 +10,15 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.api.port_views import operation_view, port_view
 from app.api.routes.actions import Wait, action_response, settle
 from app.api.routes.networks import run_blocking, wants_xml
+from app.conf.network.model import NetworkDefinition
+from app.conf.port.model import PortRequest
+from app.conf.port.xml import parse_networkport, port_request, port_to_xml
 from app.models import Port
-from app.schemas.network import NetworkDefinition
-from app.schemas.port import PortRequest
-from app.schemas.port_views import operation_view, port_view
 from app.services import operations, port_lifecycle, port_queries, ports
 from app.services.context import Ctx
-from app.xml.port import parse_networkport, port_request, port_to_xml
 
 router = APIRouter(prefix="/v1", tags=["ports"])
 PORT_BODY: dict[str, Any] = {

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from app.api.deps import Admin, CtxDep, Reader
-from app.schemas.requests import TokenRequest
-from app.schemas.views import HostView, NewTokenView, TokenView, host_view, token_view
+from app.api.requests import TokenRequest
+from app.api.views import HostView, NewTokenView, TokenView, host_view, token_view
 from app.services import hosts, tokens
 
 router = APIRouter(prefix="/v1")

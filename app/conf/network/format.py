@@ -14,7 +14,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.schemas.network import (
+from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
     Bandwidth,
     Dhcp,
@@ -26,15 +26,15 @@ from app.schemas.network import (
     VirtualPort,
     Vlan,
 )
-from app.xml.metadata import (
+from app.conf.network.parse import DNSMASQ_NS
+from app.conf.network.rules import BRIDGE_CREATING
+from app.conf.xml.metadata import (
     OVERLAY_TAG,
     VIRTNET_NS,
     VIRTNET_PREFIX,
     VIRTNET_TAG,
     format_metadata,
 )
-from app.xml.parse import DNSMASQ_NS
-from app.xml.rules import BRIDGE_CREATING
 
 _TEXT = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;", '"': "&quot;", "\r": "&#13;"}

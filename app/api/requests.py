@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.schemas.common import HostName, Strict
+from app.conf.common import HostName, Strict
 
 
 class AutostartRequest(Strict):

@@ -7,8 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation, Token
-from app.schemas.network import NetworkDefinition
 
 Item = TypeVar("Item")
 

@@ -6,8 +6,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from app.schemas.network import BRIDGE_MODES, IpConfig, NetworkDefinition
-from app.xml.rules import libvirt_rule_breaks
+from app.conf.network.model import BRIDGE_MODES, IpConfig, NetworkDefinition
+from app.conf.network.rules import libvirt_rule_breaks
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -2,7 +2,7 @@
 
 Mirrors virNetworkDefParseXML (libvirt 9.0) element by element. Values are converted
 only as far as XML needs (yes/no, numbers); everything else is checked by the model
-and app.validation, whose errors Findings.locate maps back to the XML.
+and app.conf.network.validate, whose errors Findings.locate maps back to the XML.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from lxml import etree
 
-from app.schemas.network import LEASE_UNIT_SECONDS
-from app.xml.metadata import OVERLAY_TAG, VIRTNET_TAG, canonical
-from app.xml.reader import (
+from app.conf.network.model import LEASE_UNIT_SECONDS
+from app.conf.xml.metadata import OVERLAY_TAG, VIRTNET_TAG, canonical
+from app.conf.xml.reader import (
     Findings,
     Loc,
     Node,

@@ -7,10 +7,10 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.schemas.common import HostName, IfName, MacAddress, Name, Strict
-from app.schemas.network import Bandwidth, PciAddress, VirtualPort, Vlan
-from app.xml.rules import _bandwidth, _virtualport, _vlan
-from app.xml.safe import Refused, parse
+from app.conf.common import HostName, IfName, MacAddress, Name, Strict
+from app.conf.network.model import Bandwidth, PciAddress, VirtualPort, Vlan
+from app.conf.network.rules import _bandwidth, _virtualport, _vlan
+from app.conf.xml.safe import Refused, parse
 
 
 class Owner(Strict):
@@ -40,7 +40,7 @@ class PortRequest(TapOptions):
 def libvirt_rule_breaks(
     vlan: Vlan | None, bw: Bandwidth | None, vport: VirtualPort | None
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """What libvirt refuses in a <vlan>, <bandwidth> or <virtualport> (app.xml.rules)."""
+    """What libvirt refuses in a <vlan>, <bandwidth> or <virtualport> (app.conf.network.rules)."""
     breaks = [*_vlan(vlan, ("vlan",)), *_bandwidth(bw, ("bandwidth",))]
     return breaks + list(_virtualport(vport, ("virtualport",), typed=False))
 
@@ -186,7 +186,7 @@ Plug = Annotated[PlugBridge | PlugDirect | PlugHostdevPci, Field(discriminator="
 
 class NetworkPortDocument(Strict):
     """libvirt's <networkport> as a model: every part the XML can say (the JSON API of ports
-    is PortRequest and port_view); app.xml.port reads and prints it."""
+    is PortRequest and port_view); app.conf.port.xml reads and prints it."""
 
     uuid: UUID | None = None
     owner: Owner

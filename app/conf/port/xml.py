@@ -17,18 +17,18 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
+from app.api.port_views import actual
+from app.conf.network.format import _bandwidth, _Out, _virtualport, _vlan
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.parse import _bandwidth as _read_bandwidth
+from app.conf.network.parse import _put, _single, _text
+from app.conf.network.parse import _virtualport as _read_virtualport
+from app.conf.network.parse import _vlan as _read_vlan
+from app.conf.network.rules import PCI_LIMITS
+from app.conf.port.model import NetworkPortDocument, PlugBridge, PortRequest, libvirt_rule_breaks
+from app.conf.xml.body import error, located, parse_body, refuse
+from app.conf.xml.reader import Findings, Node, Where, one_of, uint, yes_no
 from app.models import Port
-from app.schemas.network import NetworkDefinition
-from app.schemas.port import NetworkPortDocument, PlugBridge, PortRequest, libvirt_rule_breaks
-from app.schemas.port_views import actual
-from app.xml.body import error, located, parse_body, refuse
-from app.xml.format import _bandwidth, _Out, _virtualport, _vlan
-from app.xml.parse import _bandwidth as _read_bandwidth
-from app.xml.parse import _put, _single, _text
-from app.xml.parse import _virtualport as _read_virtualport
-from app.xml.parse import _vlan as _read_vlan
-from app.xml.reader import Findings, Node, Where, one_of, uint, yes_no
-from app.xml.rules import PCI_LIMITS
 
 Doc = dict[str, Any]
 PLUG_TYPES = ("none", "network", "bridge", "direct", "hostdev-pci")

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from app.xml import safe
-from app.xml.format import _ATTR, _TEXT
+from app.conf.network.format import _ATTR, _TEXT
+from app.conf.xml import safe
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 INDENT = "  "
@@ -139,5 +139,5 @@ def replace(old: etree._Element, new: etree._Element) -> None:
 
 
 def element(text: str) -> etree._Element:
-    """One element from its text (as printed at its indentation by app.xml.format)."""
+    """One element from its text (as printed at its indentation by app.conf.network.format)."""
     return safe.parse(text.strip().encode())

@@ -1,6 +1,6 @@
 """What libvirt's network parser (9.0) refuses, for definitions given as JSON or as XML.
 
-app.validation.network applies these to every definition. Where libvirt's parser would
+app.conf.network.validate applies these to every definition. Where libvirt's parser would
 accept a value but lose it when printing (a zero port, `managed` outside hostdev mode),
 the value is refused here too, so that what is stored is exactly what is shown.
 Deliberately not enforced, because virtnet's own API accepts it: an IPv6 <ip> or
@@ -18,7 +18,7 @@ from typing import Any
 
 from lxml import etree
 
-from app.schemas.network import (
+from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
     Bandwidth,
     IpConfig,
@@ -162,7 +162,7 @@ def _dhcp(i: int, ip: IpConfig, subnet: Subnet | None) -> Iterator[Break]:
         if host.mac is not None and v6:
             yield (*hloc, "mac"), "an IPv6 static host is matched by id or name, not mac"
         elif not (host.mac or host.id or host.name):
-            pass  # reported by app.validation.network
+            pass  # reported by app.conf.network.validate
         elif v6 and not (host.id or host.name):
             yield hloc, "an IPv6 static host needs an id or a name"
         elif not v6 and not (host.mac or host.name):

@@ -12,7 +12,7 @@ import copy
 
 from lxml import etree
 
-from app.xml.safe import Refused, parse
+from app.conf.xml.safe import Refused, parse
 
 #: Namespace of the element that carries what JSON says and libvirt's XML cannot:
 #: ``autostart`` and the free-form ``metadata`` object.

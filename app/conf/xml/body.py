@@ -1,6 +1,6 @@
 """Request bodies in libvirt XML: the shared safe parser, and errors that name the XML.
 
-Refusals reuse app.xml.network's shape: each error names the element or attribute
+Refusals reuse app.conf.network.xml's shape: each error names the element or attribute
 (``/domain/devices/interface[2]/mac/@address``) and its line.
 """
 
@@ -10,10 +10,10 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.api.errors import InvalidBody
-from app.xml import safe
-from app.xml.network import _error as error
-from app.xml.network import _refuse as refuse
-from app.xml.reader import Findings
+from app.conf.network.xml import _error as error
+from app.conf.network.xml import _refuse as refuse
+from app.conf.xml import safe
+from app.conf.xml.reader import Findings
 
 __all__ = ["error", "located", "parse_body", "refuse"]
 

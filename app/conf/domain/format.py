@@ -21,15 +21,15 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
+from app.api.port_views import actual
+from app.conf.domain.parse import INTERFACE_ORDER, memory_kib, read_interface
+from app.conf.network.format import _bandwidth, _Out, _virtualport, _vlan
+from app.conf.network.model import Bandwidth, VirtualPort, Vlan
+from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef
+from app.conf.xml import safe
+from app.conf.xml.reader import Findings, Node
+from app.conf.xml.tree import INDENT, depth, element, insert, remove, replace, serialize
 from app.models import Port
-from app.schemas.network import Bandwidth, VirtualPort, Vlan
-from app.schemas.port import REALISED_TYPES, DomainDefinition, InterfaceDef
-from app.schemas.port_views import actual
-from app.xml import safe
-from app.xml.domain import INTERFACE_ORDER, memory_kib, read_interface
-from app.xml.format import _bandwidth, _Out, _virtualport, _vlan
-from app.xml.reader import Findings, Node
-from app.xml.tree import INDENT, depth, element, insert, remove, replace, serialize
 
 #: libvirt's order of a <domain>'s children (virDomainDefFormatInternal), as far as it matters
 DOMAIN_ORDER = (

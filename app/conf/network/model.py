@@ -9,9 +9,9 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.schemas.common import HostName, IfName, Kbytes, MacAddress, Name, Strict
-from app.xml.metadata import canonical_text
-from app.xml.reader import any_base
+from app.conf.common import HostName, IfName, Kbytes, MacAddress, Name, Strict
+from app.conf.xml.metadata import canonical_text
+from app.conf.xml.reader import any_base
 
 ForwardMode = Literal[
     "none", "nat", "route", "open", "bridge", "private", "vepa", "passthrough", "hostdev"
@@ -24,7 +24,7 @@ LEASE_UNIT_SECONDS: dict[str, int] = {"hours": 3600, "minutes": 60, "seconds": 1
 # Models below also bring a definition to the one form libvirt prints and parses back
 # (an address as libvirt formats it, settings libvirt drops when empty or default
 # dropped here too), so JSON and XML are two lossless views of one document. These
-# canonicalising validators never refuse anything: refusals live in app.validation.
+# canonicalising validators never refuse anything: refusals live in app.conf.network.validate.
 
 
 def _canonical_ip(value: str) -> str:

@@ -2,7 +2,7 @@
 
 Every element and attribute read is recorded under the model location it fills
 (``("ips", 0, "dhcp", "hosts", 1, "mac")``), so that any later error about that
-location — from the reader, from pydantic or from app.validation — can name the XML
+location — from the reader, from pydantic or from app.conf.network.validate — can name the XML
 element or attribute and its line. Anything not read is refused: libvirt would
 ignore it, and virtnet does not drop what a user wrote.
 """

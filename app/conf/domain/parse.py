@@ -20,12 +20,12 @@ from typing import Any, get_args
 from lxml import etree
 from pydantic import ValidationError
 
-from app.schemas.common import random_mac
-from app.schemas.port import DomainDefinition, InterfaceType
-from app.xml.body import located, parse_body, refuse
-from app.xml.parse import _bandwidth, _put, _text, _virtualport, _vlan
-from app.xml.reader import Findings, Node, Where, one_of, uint
-from app.xml.tree import insert, remove, serialize
+from app.conf.common import random_mac
+from app.conf.network.parse import _bandwidth, _put, _text, _virtualport, _vlan
+from app.conf.port.model import DomainDefinition, InterfaceType
+from app.conf.xml.body import located, parse_body, refuse
+from app.conf.xml.reader import Findings, Node, Where, one_of, uint
+from app.conf.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
 NET_TYPES = get_args(InterfaceType)

@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.api.errors import InvalidBody
-from app.schemas.network import NetworkDefinition
-from app.validation.network import definition_problems
-from app.xml import safe
-from app.xml.format import format_network
-from app.xml.parse import read_network
-from app.xml.reader import Findings
+from app.conf.network.format import format_network
+from app.conf.network.model import NetworkDefinition
+from app.conf.network.parse import read_network
+from app.conf.network.validate import definition_problems
+from app.conf.xml import safe
+from app.conf.xml.reader import Findings
 
 
 def _error(found: Findings, loc: Sequence[str | int], message: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Definitions: pydantic models, libvirt rules and XML in and out; no host, database or HTTP."""
