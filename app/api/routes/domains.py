@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
 from app.api.port_views import domain_view
+from app.api.requests import MigrateRequest
 from app.api.routes.actions import Wait, action_response
 from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.parse import domain_from_xml
 from app.conf.port.model import DomainDefinition, InterfaceDef
 from app.models import Domain
-from app.api.requests import MigrateRequest
 from app.services import domains, migration
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
