@@ -292,8 +292,11 @@ def test_one_network_across_three_hosts(
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if rb.link(ns["h2"], path) is not None:
-                    target_tap.append(open_vnet(ns["h2"], path))
-                    return
+                    try:
+                        target_tap.append(open_vnet(ns["h2"], path))
+                        return
+                    except OSError:  # the worker is still setting the tap up
+                        pass
                 time.sleep(0.005)
 
         opener = threading.Thread(target=open_target)
