@@ -95,13 +95,15 @@ def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
     """Announce hosts that stopped sending heartbeats, drop old events, and resend overlay
     state to hosts whose applied state differs from the desired one."""
     sessions = get_sessionmaker(settings.effective_database_url)
+    lagging: dict[tuple[int, str], tuple[str, float]] = {}
+    grace = max(2.0, 2 * settings.heartbeat_seconds)
     while not stop.wait(settings.heartbeat_seconds):
         try:
             with sessions() as session:
                 hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
             with sessions() as session:
                 ctx = Ctx(db=session, outbox=Outbox(send), settings=settings)
-                if overlay.out_of_sync(ctx):
+                if overlay.out_of_sync(ctx, lagging, grace):
                     ctx.commit(conflict="overlay resend")
         except Exception:  # the database may be briefly away; try again next round
             log.exception("host sweep failed")

@@ -111,7 +111,13 @@ def nudge(ctx: Ctx, networks: Iterable[Network]) -> int:
         if overlay_of(network) is None:
             continue
         ctx.db.flush()
+        query = select(Realisation.host, Realisation.overlay_digest).where(
+            Realisation.network_id == network.id
+        )
+        acked = {host: digest for host, digest in ctx.db.execute(query).all()}
         for host, state in host_states(ctx, network).items():
+            if acked.get(host) == state["digest"]:
+                continue  # this host's table did not change
             ctx.outbox.add(SYNC_OVERLAY, {"overlay": state}, host_queue(host))
             sent += 1
     return sent
@@ -155,10 +161,19 @@ def record_report(
     return row
 
 
-def out_of_sync(ctx: Ctx) -> int:
-    """Resend the desired overlay state to every host whose applied digest differs."""
+def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace: float) -> int:
+    """Resend the desired overlay state to hosts that have not confirmed it for ``grace`` s.
+
+    ``seen`` (kept by the caller between passes) remembers since when each host has lagged
+    behind which desired state: a state that just changed has its nudge in flight, and
+    resending it at once would only double the work of a busy fleet.
+    """
+    import time
+
+    now = time.monotonic()
     query = select(Network).where(Network.vni.is_not(None), Network.state != "inactive")
     sent = 0
+    lagging: set[tuple[int, str]] = set()
     for network in ctx.db.scalars(query).all():
         rows = {
             r.host: r
@@ -166,10 +181,21 @@ def out_of_sync(ctx: Ctx) -> int:
         }
         for host, state in host_states(ctx, network).items():
             row = rows.get(host)
-            settled = row is not None and row.state in ("active", "degraded", "failed")
-            if settled and row is not None and row.overlay_digest != state["digest"]:
+            if row is None or row.state not in ("active", "degraded", "failed"):
+                continue
+            if row.overlay_digest == state["digest"]:
+                continue
+            key = (network.id, host)
+            lagging.add(key)
+            digest_seen, since = seen.get(key, ("", now))
+            if digest_seen != state["digest"]:
+                seen[key] = (state["digest"], now)
+            elif now - since >= grace:
                 ctx.outbox.add(SYNC_OVERLAY, {"overlay": state}, host_queue(host))
+                seen[key] = (state["digest"], now)
                 sent += 1
+    for key in set(seen) - lagging:
+        del seen[key]
     return sent
 
 

@@ -27,9 +27,7 @@ def register(settings: Settings, name: str, underlay: str | None, mtu: int = 150
 
 def problems(response: Any) -> dict[str, str]:
     body = response.json()
-    return {p["field"]: p["message"] for p in body.get("errors", [])} or {
-        "": body["detail"]
-    }
+    return {p["field"]: p["message"] for p in body.get("errors", [])} or {"": body["detail"]}
 
 
 def test_overlay_definition_json_and_xml(client: TestClient) -> None:

@@ -59,7 +59,7 @@ def wait_in_sync(cluster: Cluster, entries: dict[str, int]) -> None:
         )
 
     try:
-        wait_for(synced, timeout=30, what=f"overlay in sync {entries}")
+        wait_for(synced, timeout=60, what=f"overlay in sync {entries}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {overlay_hosts(cluster)}\n{cluster.logs()}") from None
 
@@ -67,7 +67,7 @@ def wait_in_sync(cluster: Cluster, entries: dict[str, int]) -> None:
 def add_port(cluster: Cluster, host: str, mac: str) -> str:
     owner = {"name": f"g-{mac[-2:]}", "uuid": str(uuid.uuid4())}
     body = {"owner": owner, "host": host, "mac": mac, "vnet_hdr": False}
-    r = cluster.api.post("/v1/networks/ov/ports?wait=20", json=body)
+    r = cluster.api.post("/v1/networks/ov/ports?wait=60", json=body)
     assert r.status_code in (200, 201), r.text
     tap: str = r.json()["actual"]["tap"]
     return tap
@@ -244,7 +244,8 @@ def test_one_network_across_three_hosts(
         },
     )
     assert r.status_code == 201, r.text
-    assert api.post("/v1/domains/vm/start?wait=20").status_code == 200
+    r = api.post("/v1/domains/vm/start?wait=60")
+    assert r.status_code == 200, f"{r.text}\n{cluster.logs()}"
     tap_b, tap_d = add_port(cluster, "h1", B), add_port(cluster, "h1", D)
     wait_in_sync(cluster, {"h0": 2, "h1": 1, "h2": 3})
     tap_a = api.get("/v1/domains/vm").json()["interfaces"][0]["actual"]["tap"]
@@ -277,11 +278,11 @@ def test_one_network_across_three_hosts(
         assert drops(ns["h1"]) == dropped + 1
 
         # a paused guest's entry leaves the other hosts, and comes back on resume
-        r = api.post("/v1/domains/vm/suspend?wait=20")
+        r = api.post("/v1/domains/vm/suspend?wait=60")
         assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
         wait_in_sync(cluster, {"h1": 0, "h2": 2})
         assert send(fb, B, A, {"A": fa}, set()) == set()
-        r = api.post("/v1/domains/vm/resume?wait=20")
+        r = api.post("/v1/domains/vm/resume?wait=60")
         assert r.status_code == 200, r.text
         wait_in_sync(cluster, {"h1": 1, "h2": 3})
 
