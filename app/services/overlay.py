@@ -114,7 +114,7 @@ def nudge(ctx: Ctx, networks: Iterable[Network]) -> int:
         query = select(Realisation.host, Realisation.overlay_digest).where(
             Realisation.network_id == network.id
         )
-        acked = {host: digest for host, digest in ctx.db.execute(query).all()}
+        acked = {host: applied for host, applied in ctx.db.execute(query).all()}
         for host, state in host_states(ctx, network).items():
             if acked.get(host) == state["digest"]:
                 continue  # this host's table did not change

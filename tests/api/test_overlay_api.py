@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -42,28 +41,26 @@ def test_overlay_definition_json_and_xml(client: TestClient) -> None:
     assert r.json()["overlay"]["vni"] == 5000
 
 
-@pytest.mark.parametrize(
-    ("overlay", "extra", "where"),
-    [
-        ({"vni": 0}, {}, "overlay.vni"),
-        ({"vni": 1 << 24}, {}, "overlay.vni"),
-        ({"vni": 7, "port": 0}, {}, "overlay.port"),
-        ({"vni": 7, "type": "gre"}, {}, "overlay.type"),
-        ({"vni": 7, "gateway_host": "no spaces"}, {}, "overlay.gateway_host"),
-        ({"vni": 7}, {"forward": {"mode": "bridge"}, "bridge": {"name": "br0"}}, "overlay"),
-        ({"vni": 7}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "overlay.gateway_host"),
-        ({"vni": 7, "gateway_host": "h1"}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "ips"),
-        ({"vni": 7}, {"mtu": 65500}, "mtu"),
-    ],
-)
-def test_bad_overlay_is_422_and_stores_nothing(
-    client: TestClient, overlay: dict[str, Any], extra: dict[str, Any], where: str
-) -> None:
-    r = client.post("/v1/networks", json={"name": "bad", "overlay": overlay, **extra})
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    assert any(loc.endswith(where) for loc in problems(r)), r.text
-    assert client.get("/v1/networks/bad").status_code == 404
+BAD = [
+    ({"vni": 0}, {}, "overlay.vni"),
+    ({"vni": 1 << 24}, {}, "overlay.vni"),
+    ({"vni": 7, "port": 0}, {}, "overlay.port"),
+    ({"vni": 7, "type": "gre"}, {}, "overlay.type"),
+    ({"vni": 7, "gateway_host": "no spaces"}, {}, "overlay.gateway_host"),
+    ({"vni": 7}, {"forward": {"mode": "bridge"}, "bridge": {"name": "br0"}}, "overlay"),
+    ({"vni": 7}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "overlay.gateway_host"),
+    ({"vni": 7, "gateway_host": "h1"}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "ips"),
+    ({"vni": 7}, {"mtu": 65500}, "mtu"),
+]
+
+
+def test_bad_overlay_is_422_and_stores_nothing(client: TestClient) -> None:
+    for overlay, extra, where in BAD:
+        r = client.post("/v1/networks", json={"name": "bad", "overlay": overlay, **extra})
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert any(loc.endswith(where) for loc in problems(r)), r.text
+        assert client.get("/v1/networks/bad").status_code == 404
 
 
 def test_vni_is_unique_across_the_fleet(client: TestClient) -> None:

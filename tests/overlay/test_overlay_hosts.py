@@ -327,6 +327,14 @@ def test_one_network_across_three_hosts(
         assert send(fb, B, A, {"new": target_tap[0], "D": fd}, {"new"}) == {"new"}
         assert rb.link(ns["h0"], tap_a) is None  # unplugged on the source
         os.close(target_tap.pop())
+
+        # a host that comes back with an empty table gets the whole table again
+        cluster.kill("h1")
+        rb.ip(ns["h1"], "link", "del", DEV)
+        cluster.start_host("h1", ns["h1"], underlay=ul.address(1))
+        wait_in_sync(cluster, {"h0": 3, "h1": 1, "h2": 2})
+        remote = {e["mac"] for e in rb.fdb(ns["h1"]) if e.get("ifname") == DEV and "dst" in e}
+        assert remote == {A, "00:00:00:00:00:00"}
     finally:
         for fdesc in (fa, fb, fd, *target_tap):
             os.close(fdesc)
