@@ -16,8 +16,16 @@ def actual(port: Port) -> dict[str, Any]:
         "tap": port.tap,
         "mtu": port.spec.get("mtu"),
         "vlan": None,
-        "bandwidth": None,
+        "bandwidth": port.spec.get("bandwidth"),
+        "port_isolated": bool(port.spec.get("isolated")),
+        "class_id": port.spec.get("class_id") if _floor(port) else None,
+        #: how the host limits the outbound side: 'police' (act_police) or 'ifb' (shaped)
+        "outbound_limit": port.spec.get("outbound_mode"),
     }
+
+
+def _floor(port: Port) -> bool:
+    return bool(((port.spec.get("bandwidth") or {}).get("inbound") or {}).get("floor"))
 
 
 def port_view(port: Port, network: str | None) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class FakeDevice:
     vlan_filtering: bool = False
     learning: bool = True
     unicast_flood: bool = True
+    isolated: bool = False
     vnet_hdr: bool = False
     multi_queue: bool = False
     uid: int | None = None
@@ -58,6 +59,8 @@ class FakeHostNet:
     def __init__(self, netns: str | None = None, *, vlan_filtering: bool = False) -> None:
         self.netns = netns
         self.devices: dict[str, FakeDevice] = {}
+        #: no tc here: bandwidth is the real kernel's (tests/kernel/test_kernel_bandwidth.py)
+        self.outbound_modes: dict[str, str | None] = {}
         self.fdb: dict[tuple[str, str], str] = {}  # (bridge, guest mac) -> tap
         self._vlan_supported = vlan_filtering
         self._next_index = 2  # 1 is lo
@@ -158,7 +161,9 @@ class FakeHostNet:
         if error is not None:
             raise error
 
-    def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]:
+    def plug_many(
+        self, specs: Sequence[PortSpec], *, check_qos: bool = False
+    ) -> list[Exception | None]:
         results: list[Exception | None] = []
         seen: set[str] = set()
         for spec in specs:
@@ -203,6 +208,7 @@ class FakeHostNet:
         tap.up = True
         libvirt = spec.mac_table_manager == "libvirt"
         tap.learning = tap.unicast_flood = not libvirt
+        tap.isolated = spec.isolated
         key = (spec.bridge, spec.guest_mac.lower())
         if libvirt and spec.fdb:
             self.fdb[key] = spec.tap
@@ -292,6 +298,7 @@ class FakeHostNet:
             "unicast_flood": device.unicast_flood if enslaved else None,
             "mcast_flood": True if enslaved else None,
             "bcast_flood": True if enslaved else None,
+            "isolated": device.isolated if enslaved else None,
             "pi": False,
             "vnet_hdr": device.vnet_hdr,
             "multi_queue": device.multi_queue,

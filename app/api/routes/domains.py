@@ -18,7 +18,7 @@ from app.conf.domain.format import domain_to_xml
 from app.conf.domain.parse import domain_from_xml
 from app.conf.port.model import DomainDefinition, InterfaceDef
 from app.models import Domain
-from app.services import domains, migration
+from app.services import domains, interface_update, migration
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 
@@ -181,6 +181,22 @@ async def attach_interface(
 ) -> JSONResponse:
     interface, _extra = parse_json(await request.body(), InterfaceDef)
     op = await run_blocking(domains.attach, ctx, name=name, interface=interface)
+    return await run_blocking(action_response, ctx, op, wait)
+
+
+@router.put("/{name}/interfaces/{mac}", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
+async def update_interface(
+    name: str, mac: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> Response:
+    """Replace one interface (virsh update-device): on a running domain its bandwidth and
+    port isolation apply to the same tap, without replugging (202 with an operation)."""
+    interface, _extra = parse_json(await request.body(), InterfaceDef)
+    domain = await run_blocking(domains.get, ctx, name)
+    op = await run_blocking(
+        interface_update.update_interface, ctx, domain=domain, mac=mac, interface=interface
+    )
+    if op is None:
+        return _view(ctx, domain)
     return await run_blocking(action_response, ctx, op, wait)
 
 

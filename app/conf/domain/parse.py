@@ -24,7 +24,7 @@ from app.conf.common import random_mac
 from app.conf.network.parse import _bandwidth, _put, _text, _virtualport, _vlan
 from app.conf.port.model import DomainDefinition, InterfaceType
 from app.conf.xml.body import located, parse_body, refuse
-from app.conf.xml.reader import Findings, Node, Where, one_of, uint
+from app.conf.xml.reader import Findings, Node, Where, one_of, uint, yes_no
 from app.conf.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
@@ -117,6 +117,7 @@ def read_interface(node: Node) -> Doc:
             _put(iface, "target", dev)
     _vlan(node, iface)
     _bandwidth(node, iface)
+    _single(node, iface, "port", "isolated", "port_isolated", yes_no)
     _virtualport(node, iface)
     actual = node.child("actual")
     if actual is not None:

@@ -288,6 +288,8 @@ def _portgroup(out: _Out, group: PortGroup) -> None:
     _vlan(out, group.vlan)
     _virtualport(out, group.virtualport)
     _bandwidth(out, group.bandwidth)
+    if group.port_isolated is not None:
+        out.empty("port", [("isolated", _yes_no(group.port_isolated))])
     out.close("portgroup")
 
 

@@ -305,6 +305,7 @@ def _portgroup(node: Node) -> Doc:
     _vlan(node, group)
     _virtualport(node, group)
     _bandwidth(node, group)
+    _single(node, group, "port", "isolated", "port_isolated", yes_no)  # virtnet's extension
     node.finish()
     return group
 

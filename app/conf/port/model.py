@@ -35,6 +35,9 @@ class PortRequest(TapOptions):
     portgroup: Name | None = None
     vlan: Vlan | None = None
     bandwidth: Bandwidth | None = None
+    port_isolated: bool | None = Field(
+        default=None, description="<port isolated>; the portgroup's or network's when absent"
+    )
 
 
 def libvirt_rule_breaks(
@@ -98,6 +101,7 @@ class InterfaceDef(Strict):
     target: IfName | None = None
     vlan: Vlan | None = None
     bandwidth: Bandwidth | None = None
+    port_isolated: bool | None = None
     virtualport: VirtualPort | None = None
 
     @model_validator(mode="after")
