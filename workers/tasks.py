@@ -189,7 +189,6 @@ class HostAgent:
             self.apply_ports(ports, check_qos=True)
 
 
-
 def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
     return BridgeSpec(
         name=network["bridge"],
