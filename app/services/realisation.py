@@ -122,6 +122,8 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
                 Realisation.network_id == network.id, Realisation.host == host
             )
         )
+        if row is not None:
+            row.overlay_digest = None  # what it had before is unknown until it reports again
         if row is None:
             ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
             if network.state == "active":
