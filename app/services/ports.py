@@ -106,8 +106,12 @@ def allocate(
     bridge: str | None = None,
     tap: str | None = None,
     domain_id: int | None = None,
+    guest: dict[str, Any] | None = None,
 ) -> Port:
-    """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet."""
+    """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet.
+
+    ``guest`` is what the guest side needs beyond a tap: a container's namespace and
+    interface name (a veth pair then), a VM's queue count."""
     host = lock_host(ctx, request.host)
     mtm, mtu, vlan, portgroup = "kernel", request.mtu, request.vlan, None
     live, pg = None, None
@@ -158,6 +162,7 @@ def allocate(
                 bandwidth=bandwidth,
                 isolated=isolated,
             ),
+            **(guest or {}),
         },
         state="plugging",
         generation=1,
@@ -171,6 +176,7 @@ def host_port(port: Port, *, present: bool = True) -> dict[str, Any]:
     """The whole desired state of one port on its host."""
     return {
         "port_id": port.id,
+        "owner_uuid": port.owner_uuid,
         "generation": port.generation,
         "present": present,
         "tap": port.tap,

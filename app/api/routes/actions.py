@@ -12,6 +12,7 @@ from app.api.port_views import operation_view
 from app.models import Operation
 from app.services import operations
 from app.services.context import Ctx
+from app.services.errors import Conflict
 
 Wait = Annotated[
     float | None,
@@ -24,7 +25,14 @@ def settle(ctx: Ctx, op: Operation, wait: float | None) -> Operation:
 
 
 def action_response(ctx: Ctx, op: Operation, wait: float | None) -> JSONResponse:
+    """202 with the operation, or 200 once done; 409 when the host refused it (a tap in
+    use), naming what it left alone."""
     op = settle(ctx, op, wait)
+    if op.state == "refused":
+        raise Conflict(
+            f"{op.error}; nothing was removed (operation {op.id}); stop the guest first, "
+            "or repeat with ?force=true"
+        )
     done = op.state in operations.FINISHED
     return JSONResponse(
         jsonable_encoder(operation_view(op)),
