@@ -73,6 +73,8 @@ class Realisation(Base):
     overlay_digest: Mapped[str | None] = mapped_column(String(16))
     overlay_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: the DHCP leases the host's dnsmasq holds for this network, as the host last reported
+    leases: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
 
 
 class Host(Base):

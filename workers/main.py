@@ -11,6 +11,8 @@ from app.config import Settings
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
+#: how often the worker checks that each network's dnsmasq still runs
+SUPERVISE_SECONDS = 0.5
 
 
 def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
@@ -22,6 +24,14 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
         except Exception:  # broker briefly away: keep trying, the host shows down meanwhile
             log.exception("heartbeat failed")
         stop.wait(every)
+
+
+def _supervise(agent: HostAgent, stop: threading.Event) -> None:
+    while not stop.wait(SUPERVISE_SECONDS):
+        try:
+            agent.watch()
+        except Exception:  # the next round retries; a failing restart must not end the loop
+            log.exception("supervising dnsmasq failed")
 
 
 def run_host_worker(
@@ -45,7 +55,14 @@ def run_host_worker(
 
             raise ConfigError(f"--underlay {underlay!r}: not an IPv4 or IPv6 address") from None
     celery = make_celery(settings)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex, underlay=underlay)
+    agent = HostAgent(
+        celery,
+        host=name,
+        netns=netns,
+        worker_id=uuid.uuid4().hex,
+        state_dir=settings.state_dir / "hosts" / name,
+        underlay=underlay,
+    )
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()
@@ -56,6 +73,7 @@ def run_host_worker(
         daemon=True,
     )
     beat.start()
+    threading.Thread(target=_supervise, args=(agent, stop), name="supervise", daemon=True).start()
     try:
         celery.worker_main(
             [

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -19,13 +20,14 @@ from app.celery_app import (
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_LEASES,
     REPORT_OVERLAY,
     REPORT_PORTS,
     REPORT_REALISATION,
     SYNC_OVERLAY,
     task_sender,
 )
-from workers import overlay
+from workers import network_services, overlay
 from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
 from workers.kernel.specs import Bandwidth, Floor
 
@@ -42,9 +44,13 @@ class HostAgent:
         host: str,
         netns: str | None,
         worker_id: str,
+        state_dir: Path | None = None,
         underlay: str | None = None,
     ) -> None:
         self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self.state_dir = state_dir
+        #: networks with a dnsmasq here: uuid -> [network id, lease file stamp last reported]
+        self._lease_watch: dict[str, list[Any]] = {}
         self.underlay = underlay
         self.underlay_mtu: int | None = None
         self._send = task_sender(celery)
@@ -55,7 +61,7 @@ class HostAgent:
     @property
     def net(self) -> HostNet:
         if self._net is None:
-            self._net = HostNet(self.netns)
+            self._net = HostNet(self.netns, self.state_dir)
         return self._net
 
     def probe(self) -> None:
@@ -97,6 +103,8 @@ class HostAgent:
                     if network.get("overlay"):
                         network = overlay.with_mtu(network, self.underlay, self.underlay_mtu)
                     result = self.net.ensure_bridge(_bridge_spec(network))
+                    network_services.realise(self.net, network)
+                    self._watch_leases(network)
                     self.net.ensure_bridge_bandwidth(
                         network["bridge"],
                         network["uuid"],
@@ -129,11 +137,35 @@ class HostAgent:
     def remove(self, network: dict[str, Any]) -> None:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
+        self._lease_watch.pop(network["uuid"], None)
         with self._lock:
             if network.get("vni"):
                 self.net.remove_overlay(network["vni"], owner=network["uuid"])
+            network_services.remove(self.net, network)
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
             self.net.remove_ifb(network["uuid"])
+
+    def watch(self) -> None:
+        """Restart any dnsmasq of an active network that died (called every half second)."""
+        if self.state_dir is None:
+            return
+        supervisor = self.net.dnsmasq
+        if supervisor is None:
+            return
+        for key in supervisor.watch():
+            log.warning("dnsmasq of network %s had died: restarted", key)
+        for key, watched in list(self._lease_watch.items()):
+            stamp = supervisor.leases_stamp(key)
+            if stamp != watched[1]:
+                watched[1] = stamp
+                leases = [network_services.lease_view(x) for x in supervisor.leases(key)]
+                self.send(REPORT_LEASES, host=self.host, network_id=watched[0], leases=leases)
+
+    def _watch_leases(self, network: dict[str, Any]) -> None:
+        if network.get("dnsmasq"):
+            self._lease_watch.setdefault(network["uuid"], [network["network_id"], -1.0])
+        else:
+            self._lease_watch.pop(network["uuid"], None)
 
     def apply_ports(self, ports: list[dict[str, Any]], *, check_qos: bool = False) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""
@@ -200,6 +232,7 @@ class HostAgent:
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
+            network_services.reconcile(self.net, networks)
             wanted_owners = {p["port_id"] for p in ports if p["present"]}
             wanted_owners |= {n["uuid"] for n in networks}
             try:
