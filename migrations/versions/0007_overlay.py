@@ -1,7 +1,7 @@
 """Overlay networks: VNI, hosts' underlay, per-host overlay state, migrations
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006_dhcp_leases
 Create Date: 2026-11-30 20:15:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006_dhcp_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
