@@ -25,6 +25,9 @@ RECONCILE_HOST = "virtnet.host.reconcile"
 APPLY_PORTS = "virtnet.host.apply_ports"
 REPORT_PORTS = "virtnet.control.report_ports"
 REPORT_LEASES = "virtnet.control.report_leases"
+#: an overlay network's forwarding table on one host, and the host's answer
+SYNC_OVERLAY = "virtnet.host.sync_overlay"
+REPORT_OVERLAY = "virtnet.control.report_overlay"
 
 
 def host_queue(host: str) -> str:
@@ -47,6 +50,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         "store_processed": False,
         "polling_interval": settings.broker_poll_seconds,
     }
+
+
+def redis_client_url(url: str) -> str:
+    """kombu's `redis+socket:///path` as redis-py spells it (`unix:///path`)."""
+    return "unix://" + url.removeprefix("redis+socket://") if url.startswith("redis+") else url
 
 
 def make_celery(settings: Settings) -> Celery:

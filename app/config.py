@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = None
     #: the network namespace this machine's host worker works in (`virtnet serve`)
     netns: str | None = None
+    #: the address overlay networks reach this host's worker at (`virtnet worker --underlay`)
+    underlay: str | None = None
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     missed_heartbeats: int = Field(default=3, ge=1, le=1000)
     broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)
@@ -44,9 +46,22 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in {"redis", "rediss", "filesystem", "memory"}:
-            raise ValueError("must be a redis://, filesystem:// or memory:// URL")
+        schemes = {"redis", "rediss", "redis+socket", "filesystem", "memory"}
+        if value and urlsplit(value).scheme not in schemes:
+            raise ValueError("must be a redis://, redis+socket://, filesystem:// or memory:// URL")
         return value
+
+    @field_validator("underlay")
+    @classmethod
+    def _underlay(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        if not value:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
 
     @field_validator("host_name")
     @classmethod
@@ -68,8 +83,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.state_dir / 'virtnet.db'}"
 
     @property
+    def embedded_broker_socket(self) -> Path:
+        """The unix socket of the private redis-server `virtnet serve` runs by default."""
+        return self.state_dir / "broker" / "redis.sock"
+
+    @property
     def effective_broker_url(self) -> str:
-        return self.broker_url or f"filesystem://{self.state_dir / 'broker'}"
+        return self.broker_url or f"redis+socket://{self.embedded_broker_socket}"
 
 
 @lru_cache

@@ -66,12 +66,20 @@ async def create_port(
     port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
     op = await run_blocking(settle, ctx, op, wait)
     if op.state in operations.FINISHED:
-        port = ctx.db.get(Port, port.id, populate_existing=True) or port
+        port = await run_blocking(_reread, ctx, port)
     status = 201 if op.state in operations.FINISHED else 202
     headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
     if wants_xml(request):
         return Response(port_to_xml(port), status, headers, media_type="application/xml")
     return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
+
+
+def _reread(ctx: Ctx, port: Port) -> Port:
+    """The port as its host reported it, read here in a worker thread: on SQLite a transaction
+    begun on the event loop would stall every request behind the write lock."""
+    port = ctx.db.get(Port, port.id, populate_existing=True) or port
+    ctx.db.commit()  # end the transaction now; its objects stay loaded
+    return port
 
 
 @router.get("/networks/{name}/ports")

@@ -1,7 +1,7 @@
 """hosts report 802.1Q apart from bridge VLAN filtering
 
-Revision ID: 0007
-Revises: 0006_dhcp_leases
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30 21:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006_dhcp_leases"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
