@@ -35,7 +35,11 @@ def _supervise(agent: HostAgent, stop: threading.Event) -> None:
             log.exception("supervising dnsmasq failed")
 
 
-def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
+def run_host_worker(
+    settings: Settings, *, host: str | None, netns: str | None, underlay: str | None = None
+) -> int:
+    import ipaddress
+
     from app.conf.common import HOST_NAME_RE
 
     name = host or settings.host_name
@@ -51,6 +55,14 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
             f"VIRTNET_HOST_KEY is not set: run 'virtnet host-key {name}' where the control "
             "worker runs (it needs VIRTNET_REPORT_SECRET) and give this worker its output"
         )
+    underlay = underlay or settings.underlay
+    if underlay:
+        try:
+            underlay = str(ipaddress.ip_address(underlay))
+        except ValueError:
+            from app.config import ConfigError
+
+            raise ConfigError(f"--underlay {underlay!r}: not an IPv4 or IPv6 address") from None
     celery = make_celery(settings, host=name)
     agent = HostAgent(
         celery,
@@ -59,6 +71,7 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         worker_id=uuid.uuid4().hex,
         key=key,
         state_dir=settings.state_dir / "hosts" / name,
+        underlay=underlay,
     )
     agent.probe()
     register_host_tasks(celery, agent)

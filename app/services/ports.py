@@ -81,7 +81,9 @@ def _check_room(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
             "the most a Linux bridge takes"
         )
-    used = {row.tap for row in on_host}
+    from app.services.migration import reserved_taps
+
+    used = {row.tap for row in on_host} | reserved_taps(ctx, host)
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
     return tap or lowest_free_tap(used)

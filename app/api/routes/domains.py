@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
 from app.api.port_views import domain_view
+from app.api.requests import MigrateRequest
 from app.api.routes.actions import Wait, action_response
 from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.parse import read_domain_xml
 from app.conf.port.model import DomainDefinition, InterfaceDef
 from app.models import Domain
-from app.services import domains, interface_update
+from app.services import domains, interface_update, migration
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 
@@ -167,6 +168,16 @@ def stop_domain(
 @router.post("/{name}/suspend", status_code=202)
 def suspend_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
     return action_response(ctx, domains.suspend(ctx, name=name), wait)
+
+
+@router.post("/{name}/migrate", status_code=202)
+def migrate_domain(
+    name: str, body: MigrateRequest, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    """Move the domain's ports to another host: plug there with the entries withheld, switch
+    every host's entries at once, unplug on the source. The operation's result gives the
+    measured switchover time."""
+    return action_response(ctx, migration.start(ctx, name=name, host=body.host), wait)
 
 
 @router.post("/{name}/resume", status_code=202)

@@ -16,7 +16,7 @@ from app.conf.common import DB_INT_MAX, compact
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.update import UpdateRequest
 from app.conf.network.xml import network_to_xml, read_network_xml
-from app.services import network_update, networks, realisation
+from app.services import network_update, networks, overlay, realisation
 from app.services.context import Ctx
 from app.services.errors import PreconditionFailed
 
@@ -39,7 +39,12 @@ def wants_xml(request: Request) -> bool:
 
 
 def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
-    view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    view = network_view(
+        network,
+        realisation.realisations(ctx, network.id),
+        inactive=inactive,
+        overlay=overlay.host_view(ctx, network),
+    )
     body = NetworkView.model_validate(view).model_dump(mode="json")
     return {**compact(body), "status": body["status"]}
 
