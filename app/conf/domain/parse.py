@@ -163,8 +163,8 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
 def domain_from_xml(raw: bytes, host: str | None) -> DomainDefinition:
     """A libvirt <domain> document (safely parsed) as the definition virtnet stores.
 
-    InvalidBody 400/413 for a document that cannot be read, 422 naming the element or
-    attribute and its line for one virtnet cannot define.
+    InvalidDocument (malformed or too large) for a document that cannot be read; invalid,
+    naming the element or attribute and its line, for one virtnet cannot define.
     """
     root = parse_body(raw)
     doc, found = read_domain(root)

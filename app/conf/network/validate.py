@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from app.conf.errors import Problem
 from app.conf.network.model import BRIDGE_MODES, IpConfig, NetworkDefinition
 from app.conf.network.rules import libvirt_rule_breaks
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class Problem:
-    loc: tuple[str | int, ...]
-    msg: str
 
 
 def _address(text: str) -> Address | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.api.errors import InvalidBody
+from app.conf.errors import InvalidDocument
 from app.conf.network.format import format_network
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.parse import read_network
@@ -21,22 +21,22 @@ def _error(found: Findings, loc: Sequence[str | int], message: str) -> dict[str,
     return {"field": where.path, "line": where.line, "message": message}
 
 
-def _refuse(errors: list[dict[str, Any]]) -> InvalidBody:
+def _refuse(errors: list[dict[str, Any]]) -> InvalidDocument:
     shown = [
         f"{e['field']}" + (f" (line {e['line']})" if e.get("line") else "") + f": {e['message']}"
         for e in errors[:3]
     ]
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return InvalidBody(422, "; ".join(shown) + more, errors)
+    return InvalidDocument("invalid", "; ".join(shown) + more, errors)
 
 
 def network_from_xml(raw: bytes) -> NetworkDefinition:
-    """Parse a libvirt <network> document safely; InvalidBody (400/413/422) when it cannot be."""
+    """Parse a libvirt <network> document safely; InvalidDocument when it cannot be."""
     try:
         root = safe.parse(raw)
     except safe.Refused as exc:
         error = {"field": "(document)", "line": exc.line, "message": exc.detail}
-        raise InvalidBody(exc.status, exc.detail, [error]) from None
+        raise InvalidDocument(exc.kind, exc.detail, [error]) from None
     document, found = read_network(root)
     if found.errors:
         raise _refuse(found.errors)

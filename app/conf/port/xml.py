@@ -5,7 +5,7 @@ virNetworkPortDefParseXML / virNetworkPortDefFormatBuf): every plug type libvirt
 parses and prints back, including those virtnet does not realise. ``port_request`` is
 where the API decides what of a document it can honour: virtnet plugs a tap on the
 network's bridge, so a ``<plug>`` of type direct or hostdev-pci, and the parts of a
-port it does not realise, are refused with 422 naming them.
+port it does not realise, are refused as invalid, naming them.
 
 The host to plug on is not part of libvirt's format: it comes from ``?host=``.
 """
@@ -174,7 +174,7 @@ def _pci_breaks(port: NetworkPortDocument) -> list[tuple[tuple[str | int, ...], 
 
 
 def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
-    """A <networkport> body as the model; InvalidBody 400/413, or 422 with line numbers."""
+    """A <networkport> body as the model, or InvalidDocument (invalid ones with line numbers)."""
     doc, found = read_networkport(parse_body(raw))
     if found.errors:
         raise refuse(found.errors)
@@ -217,7 +217,7 @@ def _plug_mismatch(
 def port_request(
     parsed: tuple[NetworkPortDocument, Findings], *, host: str | None, network: NetworkDefinition
 ) -> PortRequest:
-    """The allocation a parsed <networkport> asks for, or InvalidBody 422 naming what
+    """The allocation a parsed <networkport> asks for, or InvalidDocument naming what
     virtnet cannot honour. ``network`` is the live definition of the port's network."""
     port, found = parsed
     errors = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from lxml import etree
 from pydantic import ValidationError
 
-from app.api.errors import InvalidBody
+from app.conf.errors import InvalidDocument
 from app.conf.network.xml import _error as error
 from app.conf.network.xml import _refuse as refuse
 from app.conf.xml import safe
@@ -19,16 +19,16 @@ __all__ = ["error", "located", "parse_body", "refuse"]
 
 
 def parse_body(raw: bytes) -> etree._Element:
-    """A request body's root element through the shared safe parser; InvalidBody 400/413."""
+    """A request body's root element through the shared safe parser, or InvalidDocument."""
     try:
         return safe.parse(raw)
     except safe.Refused as exc:
         error = {"field": "(document)", "line": exc.line, "message": exc.detail}
-        raise InvalidBody(exc.status, exc.detail, [error]) from None
+        raise InvalidDocument(exc.kind, exc.detail, [error]) from None
 
 
 def located(found: Findings, exc: ValidationError, skip: tuple[str, ...] = ()) -> Exception:
-    """The model's errors as a 422 naming the XML element or attribute and line of each.
+    """The model's errors as an invalid document naming each XML element or attribute and line.
 
     ``skip``: the tags pydantic puts in a location inside a tagged union (a plug's type).
     """
