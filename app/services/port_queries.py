@@ -20,6 +20,11 @@ def domain_ports(ctx: Ctx, domain: Domain) -> list[Port]:
     return list(ctx.db.scalars(query))
 
 
+def reread(ctx: Ctx, port: Port) -> Port:
+    """The port as the database has it now (a host may have changed it meanwhile)."""
+    return ctx.db.get(Port, port.id, populate_existing=True) or port
+
+
 def host_ports(ctx: Ctx, host: str) -> list[Port]:
     return list(ctx.db.scalars(select(Port).where(Port.host == host).order_by(Port.tap)))
 

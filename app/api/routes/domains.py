@@ -10,9 +10,15 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.api.http import (
+    RawBody,
+    Wait,
+    action_response,
+    revision_precondition,
+    sends_xml,
+    wants_xml,
+)
 from app.api.port_views import domain_view
-from app.api.routes.actions import Wait, action_response
-from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.parse import domain_from_xml
 from app.conf.port.model import DomainDefinition, InterfaceDef
@@ -58,16 +64,14 @@ def _view(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _definition(
-    request: Request, host: str | None, ctx: Ctx, name: str | None = None
+def _definition(
+    request: Request, raw: bytes, host: str | None, ctx: Ctx, name: str | None = None
 ) -> tuple[DomainDefinition, dict[str, Any]]:
-    if "xml" not in request.headers.get("content-type", ""):
+    if not sends_xml(request):
         read_only = ("status",) if name is not None else ()  # PUT takes back a GET's status
-        return parse_json(await request.body(), DomainDefinition, read_only=read_only)
-    raw = await request.body()
+        return parse_json(raw, DomainDefinition, read_only=read_only)
     if host is None and name is not None:
-        existing = await run_blocking(domains.get, ctx, name)
-        host = existing.host
+        host = domains.get(ctx, name).host
     return domain_from_xml(raw, host), {}
 
 
@@ -75,11 +79,11 @@ DOMAIN_XML = "libvirt <domain>; ?host= names the host"
 
 
 @router.post("", status_code=201, openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
-async def define_domain(
-    request: Request, ctx: CtxDep, _: Operator, host: XmlHost = None
+def define_domain(
+    request: Request, raw: RawBody, ctx: CtxDep, _: Operator, host: XmlHost = None
 ) -> Response:
-    definition, _extra = await _definition(request, host, ctx)
-    domain = await run_blocking(domains.define, ctx, definition=definition)
+    definition, _extra = _definition(request, raw, host, ctx)
+    domain = domains.define(ctx, definition=definition)
     response = _view(ctx, domain, 201, request=request)
     response.headers["Location"] = f"/v1/domains/{domain.name}"
     return response
@@ -113,17 +117,17 @@ def get_domain(
 
 
 @router.put("/{name}", openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
-async def update_domain(
+def update_domain(
     name: str,
     request: Request,
+    raw: RawBody,
     ctx: CtxDep,
     _: Operator,
     if_match: Annotated[str | None, Header()] = None,
     host: XmlHost = None,
 ) -> Response:
-    definition, extra = await _definition(request, host, ctx, name)
-    domain = await run_blocking(
-        domains.update,
+    definition, extra = _definition(request, raw, host, ctx, name)
+    domain = domains.update(
         ctx,
         name=name,
         definition=definition,
@@ -165,12 +169,12 @@ def resume_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSO
 
 
 @router.post("/{name}/interfaces", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
-async def attach_interface(
-    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+def attach_interface(
+    name: str, raw: RawBody, ctx: CtxDep, _: Operator, wait: Wait = None
 ) -> JSONResponse:
-    interface, _extra = parse_json(await request.body(), InterfaceDef)
-    op = await run_blocking(domains.attach, ctx, name=name, interface=interface)
-    return await run_blocking(action_response, ctx, op, wait)
+    interface, _extra = parse_json(raw, InterfaceDef)
+    op = domains.attach(ctx, name=name, interface=interface)
+    return action_response(ctx, op, wait)
 
 
 @router.delete("/{name}/interfaces/{mac}", status_code=202)
