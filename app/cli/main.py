@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--role", choices=["reader", "operator", "admin"], default="operator")
     t.add_argument("--name", default="")
     t.set_defaults(func=_token_create)
-    from app.cli.client import add_commands  # client verbs (they need no server modules)
+    from app.cli.client_commands import add_commands  # no server modules needed
 
     add_commands(sub)
     return parser

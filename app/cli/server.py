@@ -60,7 +60,7 @@ def create_token(settings: Settings, *, role: str, name: str) -> str:
     from app.db import get_sessionmaker
     from app.services import tokens
     from app.services.context import Ctx
-    from app.services.dispatch import Outbox
+    from app.services.outbox import Outbox
 
     with get_sessionmaker(settings.effective_database_url)() as session:
         _, secret = tokens.create(Ctx(session, Outbox(None), settings), role=role, name=name)
