@@ -143,7 +143,7 @@ def stop(ctx: Ctx, *, name: str) -> Operation:
     if domain.state not in ("running", "paused"):
         raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one stops")
     live = domain_ports(ctx, domain)
-    op = port_lifecycle.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
+    op = ports.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
     set_state(ctx, domain, "stopping" if live else "shut_off")
     ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op
@@ -206,7 +206,7 @@ def detach(ctx: Ctx, *, name: str, mac: str) -> Operation:
     }
     domain.revision += 1
     live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
-    op = port_lifecycle.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}")
+    op = ports.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}")
     ctx.commit(conflict=port_lifecycle.race("the interface"))
     return op
 
@@ -219,7 +219,7 @@ def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
             f"domain {name!r} is {domain.state}; stop it first or delete with ?force=true"
         )
     op = (
-        port_lifecycle.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
+        ports.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
         if live
         else None
     )

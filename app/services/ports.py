@@ -11,7 +11,8 @@ from app.celery_app import APPLY_PORTS, host_queue
 from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
-from app.models import Host, Network, Port
+from app.models import Host, Network, Operation, Port
+from app.services import operations
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 
@@ -179,6 +180,17 @@ def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
         by_host.setdefault(port.host, []).append(host_port(port, present=present))
     for host, specs in by_host.items():
         ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
+
+
+def unplug(ctx: Ctx, port_list: list[Port], *, kind: str, target: str) -> Operation:
+    """Start unplugging ``port_list``; each row is released when its host confirms."""
+    op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
+    for port in port_list:
+        port.state = "unplugging"
+        port.generation += 1
+        port.operation_id = op.id
+    send(ctx, port_list, present=False)
+    return op
 
 
 def get(ctx: Ctx, network: Network, port_id: str) -> Port:
