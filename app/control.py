@@ -21,7 +21,7 @@ from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import hosts, networks, port_lifecycle, realisation
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 
 log = logging.getLogger("virtnet.control")
 
