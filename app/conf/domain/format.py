@@ -23,12 +23,13 @@ from pydantic import ValidationError
 
 from app.api.port_views import actual
 from app.conf.domain.parse import INTERFACE_ORDER, memory_kib, read_interface
-from app.conf.network.format import _bandwidth, _Out, _virtualport, _vlan
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
+from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
 from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.xml import safe
 from app.conf.xml.reader import Findings, Node
 from app.conf.xml.tree import INDENT, depth, element, insert, remove, replace, serialize
+from app.conf.xml.writer import Out
 from app.models import Port
 
 #: libvirt's order of a <domain>'s children (virDomainDefFormatInternal), as far as it matters
@@ -115,12 +116,12 @@ def _attr_child(tag: str, attr: str) -> Editor:
     return edit
 
 
-def _printed(tag: str, printer: Callable[[_Out, Any], None], model: Any) -> Editor:
+def _printed(tag: str, printer: Callable[[Out, Any], None], model: Any) -> Editor:
     def edit(el: etree._Element, value: Any) -> None:
         found = el.find(tag)
         new = None
         if value is not None:
-            out = _Out()
+            out = Out()
             out.level = depth(el) + 1
             printer(out, model.model_validate(value))
             new = element("".join(out.lines))
@@ -152,9 +153,9 @@ EDITORS: dict[str, Editor] = {
     "model": _attr_child("model", "type"),
     "target": _attr_child("target", "dev"),
     "mtu": _attr_child("mtu", "size"),
-    "vlan": _printed("vlan", _vlan, Vlan),
-    "bandwidth": _printed("bandwidth", _bandwidth, Bandwidth),
-    "virtualport": _printed("virtualport", _virtualport, VirtualPort),
+    "vlan": _printed("vlan", print_vlan, Vlan),
+    "bandwidth": _printed("bandwidth", print_bandwidth, Bandwidth),
+    "virtualport": _printed("virtualport", print_virtualport, VirtualPort),
 }
 
 
@@ -194,7 +195,7 @@ def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: boo
         source = _child(el, "source", INTERFACE_ORDER)
         source.set("portid", port.id)
         if status:
-            out = _Out()
+            out = Out()
             out.level = depth(el) + 1
             out.open("actual", [("type", device["type"])])
             out.empty("source", [("bridge", device["bridge"]), ("macTableManager", manager)])

@@ -21,10 +21,10 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.conf.common import random_mac
-from app.conf.network.parse import _bandwidth, _put, _text, _virtualport, _vlan
+from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
 from app.conf.port.model import DomainDefinition, InterfaceType
 from app.conf.xml.body import located, parse_body, refuse
-from app.conf.xml.reader import Findings, Node, Where, one_of, uint
+from app.conf.xml.reader import Findings, Node, Where, child_text, one_of, put, uint
 from app.conf.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
@@ -79,7 +79,7 @@ def _source(node: Node, iface: Doc, kind: str | None) -> None:
     keys = {"network": ("network", "portgroup"), "bridge": ("bridge",)}.get(kind or "", ())
     iface["source"] = {}
     for key in keys:
-        _put(iface["source"], key, source.attr(key, loc=(*node.loc, "source", key)))
+        put(iface["source"], key, source.attr(key, loc=(*node.loc, "source", key)))
     if kind == "network":
         for name in LIVE_SOURCE:
             source.element.attrib.pop(name, None)
@@ -88,7 +88,7 @@ def _source(node: Node, iface: Doc, kind: str | None) -> None:
 def _single(node: Node, iface: Doc, tag: str, attr: str, key: str, convert: Any = str) -> None:
     child = node.child(tag, (*node.loc, key))
     if child is not None:
-        _put(iface, key, child.attr(attr, convert, loc=(*node.loc, key), required=True))
+        put(iface, key, child.attr(attr, convert, loc=(*node.loc, key), required=True))
 
 
 def read_interface(node: Node) -> Doc:
@@ -98,13 +98,13 @@ def read_interface(node: Node) -> Doc:
     """
     iface: Doc = {}
     kind = node.attr("type", one_of(*NET_TYPES), loc=(*node.loc, "type"), required=True)
-    _put(iface, "type", kind)
+    put(iface, "type", kind)
     mac = node.child("mac", (*node.loc, "mac"))
     if mac is None:
         iface["mac"] = random_mac()
         insert(node.element, etree.Element("mac", address=iface["mac"]), INTERFACE_ORDER)
     else:
-        _put(iface, "mac", mac.attr("address", loc=(*node.loc, "mac"), required=True))
+        put(iface, "mac", mac.attr("address", loc=(*node.loc, "mac"), required=True))
     _source(node, iface, kind)
     _single(node, iface, "model", "type", "model")
     _single(node, iface, "mtu", "size", "mtu", uint)
@@ -114,10 +114,10 @@ def read_interface(node: Node) -> Doc:
         if dev is not None and dev.startswith(GENERATED_TAP):
             remove(target.element)
         else:
-            _put(iface, "target", dev)
-    _vlan(node, iface)
-    _bandwidth(node, iface)
-    _virtualport(node, iface)
+            put(iface, "target", dev)
+    read_vlan(node, iface)
+    read_bandwidth(node, iface)
+    read_virtualport(node, iface)
     actual = node.child("actual")
     if actual is not None:
         remove(actual.element)
@@ -133,10 +133,10 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
         root.fail(f"the root element must be <domain>, not <{etree.QName(element).localname}>")
         return {}, found
     doc: Doc = {}
-    _put(doc, "type", root.attr("type", loc=("type",), required=True))
+    put(doc, "type", root.attr("type", loc=("type",), required=True))
     element.attrib.pop("id", None)  # a running domain's number
     for tag in ("name", "uuid", "description"):
-        _put(doc, tag, _text(root, tag, (tag,)))
+        put(doc, tag, child_text(root, tag, (tag,)))
     if "uuid" in doc:
         doc["uuid"] = doc["uuid"].strip()
     if "name" not in doc:
@@ -145,7 +145,7 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
     if memory is None:
         root.fail("a domain needs a <memory> size")
     else:
-        _put(doc, "memory", memory_kib(memory))
+        put(doc, "memory", memory_kib(memory))
     vcpu = root.child("vcpu", ("vcpus",))
     if vcpu is not None:
         text = vcpu.text().strip()

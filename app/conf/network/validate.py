@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from app.conf.errors import Problem
 from app.conf.network.model import BRIDGE_MODES, IpConfig, NetworkDefinition
-from app.conf.network.rules import libvirt_rule_breaks
+from app.conf.network.rules import network_rule_breaks
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -112,7 +112,7 @@ def definition_problems(definition: NetworkDefinition) -> list[Problem]:
     return (
         structure_problems(definition)
         + ip_problems(definition)
-        + [Problem(loc, msg) for loc, msg in libvirt_rule_breaks(definition)]
+        + [Problem(loc, msg) for loc, msg in network_rule_breaks(definition)]
     )
 
 

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from app.conf.common import HostName, IfName, MacAddress, Name, Strict
 from app.conf.network.model import Bandwidth, PciAddress, VirtualPort, Vlan
-from app.conf.network.rules import _bandwidth, _virtualport, _vlan
+from app.conf.parts import rule_breaks
 from app.conf.xml.safe import Refused, parse
 
 
@@ -37,16 +37,8 @@ class PortRequest(TapOptions):
     bandwidth: Bandwidth | None = None
 
 
-def libvirt_rule_breaks(
-    vlan: Vlan | None, bw: Bandwidth | None, vport: VirtualPort | None
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """What libvirt refuses in a <vlan>, <bandwidth> or <virtualport> (app.conf.network.rules)."""
-    breaks = [*_vlan(vlan, ("vlan",)), *_bandwidth(bw, ("bandwidth",))]
-    return breaks + list(_virtualport(vport, ("virtualport",), typed=False))
-
-
 def _libvirt_rules(vlan: Vlan | None, bw: Bandwidth | None, vport: VirtualPort | None) -> None:
-    breaks = libvirt_rule_breaks(vlan, bw, vport)
+    breaks = rule_breaks(vlan, bw, vport)
     if breaks:
         loc, message = breaks[0]
         raise ValueError(f"{'.'.join(map(str, loc))}: {message}")

@@ -17,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 Loc = tuple[str | int, ...]
+Doc = dict[str, Any]
 Convert = Callable[[str], Any]
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -171,3 +172,37 @@ def one_of(*values: str) -> Convert:
         return raw
 
     return convert
+
+
+def put(doc: Doc, key: str, value: Any) -> None:
+    """Set ``doc[key]`` unless ``value`` is None (absent in the XML)."""
+    if value is not None:
+        doc[key] = value
+
+
+def read_attrs(
+    node: Node, doc: Doc, spec: dict[str, tuple[str, Any]], required: tuple[str, ...] = ()
+) -> Doc:
+    """Read attributes ``{xml name: (model key, converter)}`` into ``doc``."""
+    for name, (key, convert) in spec.items():
+        value = node.attr(name, convert, loc=(*node.loc, key), required=name in required)
+        put(doc, key, value)
+    return doc
+
+
+def child_text(parent: Node, tag: str, loc: Loc) -> str | None:
+    """The text of ``parent``'s child ``tag`` (which has no attributes nor children)."""
+    node = parent.child(tag, loc)
+    if node is None:
+        return None
+    text = node.text()
+    node.finish(text=True)
+    return text
+
+
+def single(root: Node, doc: Doc, tag: str, attr: str, key: str, convert: Any = str) -> None:
+    """Read the one attribute ``attr`` of ``root``'s child ``tag`` as ``doc[key]``."""
+    node = root.child(tag, (key,))
+    if node is not None:
+        put(doc, key, node.attr(attr, convert, loc=(key,), required=True))
+        node.finish()

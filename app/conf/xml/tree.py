@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from app.conf.network.format import _ATTR, _TEXT
 from app.conf.xml import safe
+from app.conf.xml.writer import ATTR_ESCAPES, TEXT_ESCAPES
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 INDENT = "  "
@@ -48,16 +48,16 @@ def _write(node: etree._Element, out: list[str]) -> None:
         tag = _name(node, node.tag)
         pairs = [(_name(node, k), v) for k, v in node.attrib.items()]
         pairs += [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in _declared(node)]
-        out.append(f"<{tag}" + "".join(f" {k}='{v.translate(_ATTR)}'" for k, v in pairs))
+        out.append(f"<{tag}" + "".join(f" {k}='{v.translate(ATTR_ESCAPES)}'" for k, v in pairs))
         if node.text is None and not len(node):
             out.append("/>")
         else:
-            out.append(">" + (node.text or "").translate(_TEXT))
+            out.append(">" + (node.text or "").translate(TEXT_ESCAPES))
             for child in node:
                 _write(child, out)
             out.append(f"</{tag}>")
     if node.getparent() is not None and node.tail:
-        out.append(node.tail.translate(_TEXT))
+        out.append(node.tail.translate(TEXT_ESCAPES))
 
 
 def serialize(root: etree._Element) -> str:
@@ -139,5 +139,5 @@ def replace(old: etree._Element, new: etree._Element) -> None:
 
 
 def element(text: str) -> etree._Element:
-    """One element from its text (as printed at its indentation by app.conf.network.format)."""
+    """One element from its text (as printed at its indentation by app.conf.xml.writer)."""
     return safe.parse(text.strip().encode())
