@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from app.conf.common import compact, random_mac
-from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
+from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
+from app.conf.port.model import Owner, PortRequest
 from app.models import Domain, Operation, Port
 from app.services import events, operations, port_lifecycle, ports
 from app.services.context import Ctx

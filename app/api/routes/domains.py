@@ -20,8 +20,8 @@ from app.api.http import (
 )
 from app.api.port_views import domain_view
 from app.conf.domain.format import domain_to_xml
+from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.domain.parse import domain_from_xml
-from app.conf.port.model import DomainDefinition, InterfaceDef
 from app.models import Domain
 from app.services import domains
 from app.services.context import Ctx

@@ -22,10 +22,10 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.api.port_views import actual
+from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.domain.parse import INTERFACE_ORDER, memory_kib, read_interface
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
 from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
-from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.xml import safe
 from app.conf.xml.reader import Findings, Node
 from app.conf.xml.tree import INDENT, depth, element, insert, remove, replace, serialize

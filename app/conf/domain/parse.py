@@ -21,8 +21,8 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.conf.common import random_mac
+from app.conf.domain.model import DomainDefinition, InterfaceType
 from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
-from app.conf.port.model import DomainDefinition, InterfaceType
 from app.conf.xml.body import located, parse_body, refuse
 from app.conf.xml.reader import Findings, Node, Where, child_text, one_of, put, uint
 from app.conf.xml.tree import insert, remove, serialize
