@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.conf.port.actual import StoredPort, actual
 from app.models import Domain, Operation, Port
-
-
-def actual(port: Port) -> dict[str, Any]:
-    """The device the connection really uses: libvirt's <actual> / <plug>."""
-    return {
-        "type": "network" if port.network_id is not None else "bridge",
-        "bridge": port.bridge,
-        "mac_table_manager": port.mac_table_manager,
-        "tap": port.tap,
-        "mtu": port.spec.get("mtu"),
-        "vlan": None,
-        "bandwidth": None,
-    }
 
 
 def port_view(port: Port, network: str | None) -> dict[str, Any]:
@@ -36,7 +24,7 @@ def port_view(port: Port, network: str | None) -> dict[str, Any]:
         "error": port.error,
         "revision": port.generation,
         "operation_id": port.operation_id,
-        "actual": actual(port),
+        "actual": actual(StoredPort.of(port)),
         "created_at": port.created_at,
         "updated_at": port.updated_at,
     }
@@ -62,7 +50,8 @@ def domain_view(domain: Domain, ports: list[Port]) -> dict[str, Any]:
         port = by_mac.get(interface.get("mac"))
         live = None
         if port is not None:
-            live = {"port_id": port.id, "state": port.state, "error": port.error, **actual(port)}
+            device = actual(StoredPort.of(port))
+            live = {"port_id": port.id, "state": port.state, "error": port.error, **device}
         interfaces.append({**interface, "actual": live})
     return {
         **domain.definition,

@@ -22,6 +22,7 @@ from app.api.port_views import domain_view
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.domain.parse import domain_from_xml
+from app.conf.port.actual import StoredPort
 from app.models import Domain
 from app.services import domains
 from app.services.context import Ctx
@@ -58,7 +59,8 @@ def _view(
     headers = {"ETag": f'"{domain.revision}"'}
     live = domain_ports(ctx, domain)
     if request is not None and wants_xml(request):
-        text = domain_to_xml(domain.definition, live, live=not inactive, status=status_xml)
+        ports = [StoredPort.of(p) for p in live]
+        text = domain_to_xml(domain.definition, ports, live=not inactive, status=status_xml)
         return Response(text, status, headers, media_type="application/xml")
     body = jsonable_encoder(domain_view(domain, live))
     return JSONResponse(body, status_code=status, headers=headers)

@@ -13,6 +13,7 @@ from app.api.deps import CtxDep, Operator, Reader
 from app.api.http import RawBody, Wait, action_response, sends_xml, settle, wants_xml
 from app.api.port_views import operation_view, port_view
 from app.conf.network.model import NetworkDefinition
+from app.conf.port.actual import StoredPort
 from app.conf.port.model import PortRequest
 from app.conf.port.xml import parse_networkport, port_request, port_to_xml
 from app.models import Port
@@ -75,7 +76,8 @@ def create_port(
     status = 201 if op.state in operations.FINISHED else 202
     headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
     if wants_xml(request):
-        return Response(port_to_xml(port), status, headers, media_type="application/xml")
+        xml = port_to_xml(StoredPort.of(port))
+        return Response(xml, status, headers, media_type="application/xml")
     return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
 
 
@@ -94,7 +96,7 @@ def get_port(name: str, port_id: str, request: Request, ctx: CtxDep, _: Reader) 
     network = ports.network_for_ports(ctx, name)
     port = ports.get(ctx, network, port_id)
     if wants_xml(request):
-        return Response(port_to_xml(port), media_type="application/xml")
+        return Response(port_to_xml(StoredPort.of(port)), media_type="application/xml")
     return jsonable_encoder(port_view(port, network.name))
 
 

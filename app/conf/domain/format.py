@@ -21,16 +21,15 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from app.api.port_views import actual
 from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.domain.parse import INTERFACE_ORDER, memory_kib, read_interface
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
 from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
+from app.conf.port.actual import StoredPort, actual
 from app.conf.xml import safe
 from app.conf.xml.reader import Findings, Node
 from app.conf.xml.tree import INDENT, depth, element, insert, remove, replace, serialize
 from app.conf.xml.writer import Out
-from app.models import Port
 
 #: libvirt's order of a <domain>'s children (virDomainDefFormatInternal), as far as it matters
 DOMAIN_ORDER = (
@@ -185,7 +184,7 @@ def _new_interface(want: InterfaceDef, level: int) -> etree._Element:
     return el
 
 
-def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: bool) -> None:
+def _live(el: etree._Element, want: InterfaceDef, port: StoredPort | None, status: bool) -> None:
     """Show what the connection really uses, as libvirt shows it for a running domain."""
     if port is None:
         return
@@ -209,7 +208,7 @@ def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: boo
 
 
 def _patch_interfaces(
-    root: etree._Element, wanted: list[InterfaceDef], ports: dict[str, Port], status: bool
+    root: etree._Element, wanted: list[InterfaceDef], ports: dict[str, StoredPort], status: bool
 ) -> None:
     devices = root.find("devices")
     if devices is None:
@@ -262,7 +261,7 @@ def _place(
 
 
 def domain_to_xml(
-    definition: dict[str, Any], ports: list[Port], *, live: bool = True, status: bool = False
+    definition: dict[str, Any], ports: list[StoredPort], *, live: bool = True, status: bool = False
 ) -> str:
     """The domain as libvirt prints it: ``live`` shows running interfaces' connections
     (``status`` as libvirt's status XML does, in <actual>); otherwise the definition."""

@@ -17,7 +17,6 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from app.api.port_views import actual
 from app.conf.network.model import NetworkDefinition
 from app.conf.parts import (
     PCI_LIMITS,
@@ -29,6 +28,7 @@ from app.conf.parts import (
     read_vlan,
     rule_breaks,
 )
+from app.conf.port.actual import StoredPort, actual
 from app.conf.port.model import NetworkPortDocument, PlugBridge, PortRequest
 from app.conf.xml.body import error, located, parse_body, refuse
 from app.conf.xml.reader import (
@@ -43,7 +43,6 @@ from app.conf.xml.reader import (
     yes_no,
 )
 from app.conf.xml.writer import Out, as_yes_no
-from app.models import Port
 
 Doc = dict[str, Any]
 PLUG_TYPES = ("none", "network", "bridge", "direct", "hostdev-pci")
@@ -262,7 +261,7 @@ def port_request(
         raise located(found, exc) from None
 
 
-def port_document(port: Port) -> NetworkPortDocument:
+def port_document(port: StoredPort) -> NetworkPortDocument:
     """A port as libvirt's <networkport>: its plug is the actual device."""
     device = actual(port)
     manager = "libvirt" if device["mac_table_manager"] == "libvirt" else None
@@ -283,5 +282,5 @@ def port_document(port: Port) -> NetworkPortDocument:
     )
 
 
-def port_to_xml(port: Port) -> str:
+def port_to_xml(port: StoredPort) -> str:
     return format_networkport(port_document(port))
