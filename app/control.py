@@ -78,7 +78,7 @@ def _sweep_hosts(settings: Settings, stop: threading.Event) -> None:
 
 
 def run_control_worker(settings: Settings) -> int:
-    from app.cli.server import upgrade_database
+    from app.services.schema import upgrade_database
 
     upgrade_database(settings)
     celery = make_celery(settings)

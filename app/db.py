@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
@@ -36,10 +34,3 @@ def get_engine(url: str) -> Engine:
 @lru_cache(maxsize=8)
 def get_sessionmaker(url: str) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on error."""
-    with get_sessionmaker(url)() as session, session.begin():
-        yield session

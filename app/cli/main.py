@@ -21,7 +21,7 @@ def get_settings() -> Settings:
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
-    from app.cli.server import upgrade_database
+    from app.services.schema import upgrade_database
 
     upgrade_database(get_settings())
     print("database is at the latest schema")

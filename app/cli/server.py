@@ -9,30 +9,7 @@ import sys
 import time
 
 from app.config import Settings, parse_listen
-
-
-def upgrade_database(settings: Settings) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from app.db import get_sessionmaker
-    from app.services import tokens
-
-    url = settings.effective_database_url
-    if url.startswith("sqlite:///"):
-        os.makedirs(
-            os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))) or ".", exist_ok=True
-        )
-    config = Config()
-    config.set_main_option("script_location", os.path.join(_root(), "migrations"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
-    with get_sessionmaker(url)() as session:
-        tokens.ensure_bootstrap(session, settings.bootstrap_token)
-
-
-def _root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from app.services.schema import upgrade_database
 
 
 def run_api(settings: Settings, listen: str | None) -> None:
