@@ -82,7 +82,7 @@ def _complete(
     problems = definition_problems(definition)
     if problems:
         raise Invalid("the network definition is not valid", problems=problems)
-    overlaps = overlap_problems(definition, _other_subnets(ctx, existing and existing.id))
+    overlaps = overlap_problems(definition, _other_subnets(ctx, existing.id if existing else None))
     if overlaps:
         raise Conflict(overlaps[0].msg, problems=overlaps)
     d = definition.model_copy(deep=True)

@@ -119,13 +119,13 @@ def update_network(
 
 
 @router.delete("/{name}", status_code=204, response_model=None)
-def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response | JSONResponse:
+def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response:
     network = networks.undefine(ctx, name=name)
     return Response(status_code=204) if network is None else _view(ctx, network)
 
 
 @router.post("/{name}/start", response_model=NetworkView)
-def start_network(name: str, ctx: CtxDep, _: Operator) -> JSONResponse:
+def start_network(name: str, ctx: CtxDep, _: Operator) -> Response:
     return _view(ctx, networks.start(ctx, name=name))
 
 
@@ -141,5 +141,5 @@ def stop_network(
 
 
 @router.put("/{name}/autostart", response_model=NetworkView)
-def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> JSONResponse:
+def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> Response:
     return _view(ctx, networks.set_autostart(ctx, name=name, enabled=body.enabled))

@@ -63,9 +63,9 @@ def ip_problems(definition: NetworkDefinition) -> list[Problem]:
                 continue
             if start not in subnet or end not in subnet:
                 problems.append(Problem(rloc, f"range {start}-{end} is not inside {subnet}"))
-            elif start > end:
+            elif int(start) > int(end):  # both in ``subnet``: one family
                 problems.append(Problem(rloc, f"range start {start} is after its end {end}"))
-            elif start <= iface.ip <= end:
+            elif int(start) <= int(iface.ip) <= int(end):
                 problems.append(
                     Problem(rloc, f"range {start}-{end} contains the network's address {iface.ip}")
                 )

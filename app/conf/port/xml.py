@@ -29,7 +29,7 @@ from app.conf.parts import (
     rule_breaks,
 )
 from app.conf.port.actual import StoredPort, actual
-from app.conf.port.model import NetworkPortDocument, PlugBridge, PortRequest
+from app.conf.port.model import NetworkPortDocument, PlugBridge, PlugDirect, PortRequest
 from app.conf.xml.body import error, located, parse_body, refuse
 from app.conf.xml.reader import (
     Findings,
@@ -157,10 +157,10 @@ def _format_plug(out: Out, port: NetworkPortDocument) -> None:
     plug = port.plug
     if plug is None:
         return
-    if plug.type in PLUGGED:
+    if isinstance(plug, PlugBridge):
         attrs = [("bridge", plug.bridge), ("macTableManager", plug.mac_table_manager)]
         out.empty("plug", [("type", plug.type), *attrs])
-    elif plug.type == "direct":
+    elif isinstance(plug, PlugDirect):
         out.empty("plug", [("type", plug.type), ("dev", plug.dev), ("mode", plug.mode)])
     else:
         out.open("plug", [("type", plug.type), ("managed", as_yes_no(plug.managed))])

@@ -123,15 +123,15 @@ class Node:
             if name not in self._read_attrs:
                 shown = etree.QName(name).localname if name.startswith("{") else name
                 self.fail(f"unknown attribute {shown!r} on <{label(self.element)}>", shown)
-        if not text and (self.element.text or "").strip():
-            self.fail(f"unexpected text {self.element.text.strip()[:40]!r}")
+        if not text and (leftover := (self.element.text or "").strip()):
+            self.fail(f"unexpected text {leftover[:40]!r}")
         for child in self.element:
             unread = child.tag not in self._read_tags and not self._read_all
             if isinstance(child.tag, str) and unread:
                 message = f"unknown element <{label(child)}> in <{label(self.element)}>"
                 self.found.add(f"{self.path}/{label(child)}", child.sourceline, message)
-            if not text and (child.tail or "").strip():
-                message = f"unexpected text {child.tail.strip()[:40]!r}"
+            if not text and (tail := (child.tail or "").strip()):
+                message = f"unexpected text {tail[:40]!r}"
                 self.found.add(self.path, child.sourceline, message)
 
 

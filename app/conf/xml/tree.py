@@ -9,6 +9,7 @@ for byte, and any other comes back as the same XML tree (comments included).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from lxml import etree
 
@@ -45,7 +46,7 @@ def _write(node: etree._Element, out: list[str]) -> None:
     elif isinstance(node, etree._ProcessingInstruction):
         out.append(f"<?{node.target} {node.text}?>" if node.text else f"<?{node.target}?>")
     else:
-        tag = _name(node, node.tag)
+        tag = _name(node, cast(str, node.tag))  # an element's tag; comments were above
         pairs = [(_name(node, k), v) for k, v in node.attrib.items()]
         pairs += [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in _declared(node)]
         out.append(f"<{tag}" + "".join(f" {k}='{v.translate(ATTR_ESCAPES)}'" for k, v in pairs))
@@ -95,7 +96,7 @@ def insert(parent: etree._Element, child: etree._Element, order: Sequence[str]) 
     It goes before the first element child that comes later in ``order`` (tags not in
     ``order`` come last), else after the last child.
     """
-    rank = {tag: i for i, tag in enumerate(order)}
+    rank: dict[object, int] = {tag: i for i, tag in enumerate(order)}
     mine = rank.get(child.tag, len(order))
     later = [
         i
