@@ -6,8 +6,9 @@ import logging
 import threading
 import uuid
 
-from app.celery_app import host_queue, make_celery
+from app.celery_app import host_queue, make_celery, task_sender
 from app.config import Settings
+from workers.kernel import HostNet
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
@@ -33,7 +34,12 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
     celery = make_celery(settings)
-    agent = HostAgent(celery, host=name, netns=netns, worker_id=uuid.uuid4().hex)
+    agent = HostAgent(
+        network=lambda: HostNet(netns),
+        send=task_sender(celery),
+        host=name,
+        worker_id=uuid.uuid4().hex,
+    )
     agent.probe()
     register_host_tasks(celery, agent)
     stop = threading.Event()

@@ -20,27 +20,42 @@ from app.celery_app import (
     REMOVE_NETWORK,
     REPORT_PORTS,
     REPORT_REALISATION,
-    task_sender,
 )
-from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
+from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
+from workers.kernel.interface import HostNetwork
 
 log = logging.getLogger("virtnet.worker")
 
 
-class HostAgent:
-    """The host worker's state: which host it is, its kernel handle, how it reports back."""
+#: sends one task: name, keyword arguments, queue (app.celery_app.task_sender makes one)
+Sender = Callable[[str, dict[str, Any], str], None]
 
-    def __init__(self, celery: Celery, *, host: str, netns: str | None, worker_id: str) -> None:
-        self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
-        self._send = task_sender(celery)
-        self._net: HostNet | None = None
+
+class HostAgent:
+    """The host worker's state: which host it is, its kernel handle, how it reports back.
+
+    ``network`` opens the host's network when first needed (again after ``close``):
+    HostNet on a host, FakeHostNet in the unit tests. ``send`` carries reports away.
+    """
+
+    def __init__(
+        self,
+        *,
+        network: Callable[[], HostNetwork],
+        send: Sender,
+        host: str,
+        worker_id: str,
+    ) -> None:
+        self.host, self.worker_id = host, worker_id
+        self._open_network, self._send = network, send
+        self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
 
     @property
-    def net(self) -> HostNet:
+    def net(self) -> HostNetwork:
         if self._net is None:
-            self._net = HostNet(self.netns)
+            self._net = self._open_network()
         return self._net
 
     def probe(self) -> None:

@@ -1,0 +1,36 @@
+"""What the host agent needs of a host's network: HostNet (the kernel) or FakeHostNet (memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .specs import BridgeResult, BridgeSpec, HostCapabilities, OwnedDevice, PortRef, PortSpec
+
+
+class HostNetwork(Protocol):
+    """The kernel layer's operations; each is idempotent and raises only KernelError."""
+
+    def probe(self) -> HostCapabilities: ...
+
+    def owned_devices(self) -> list[OwnedDevice]: ...
+
+    def ensure_bridge(self, spec: BridgeSpec) -> BridgeResult: ...
+
+    def remove_bridge(self, name: str, owner: str) -> bool: ...
+
+    def check_bridge(self, name: str) -> None: ...
+
+    def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]: ...
+
+    def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]: ...
+
+    def close(self) -> None: ...
+
+
+if TYPE_CHECKING:  # both implementations keep to the protocol (checked by mypy)
+    from .fake import FakeHostNet
+    from .hostnet import HostNet
+
+    def _implementations(real: HostNet, fake: FakeHostNet) -> list[HostNetwork]:
+        return [real, fake]
