@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery import Celery
@@ -23,6 +24,7 @@ from app.celery_app import (
 )
 from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
+from workers.kernel.specs import Bandwidth, Floor
 
 log = logging.getLogger("virtnet.worker")
 
@@ -92,6 +94,11 @@ class HostAgent:
                     self.net.check_bridge(network["bridge"])
                 else:
                     result = self.net.ensure_bridge(_bridge_spec(network))
+                    self.net.ensure_bridge_bandwidth(
+                        network["bridge"],
+                        network["uuid"],
+                        Bandwidth.from_dict(network.get("bandwidth")),
+                    )
                     if result.degraded:
                         state, error = "degraded", result.degraded
         except KernelError as exc:
@@ -113,8 +120,9 @@ class HostAgent:
             return  # an existing host bridge: never created by us, never deleted by us
         with self._lock:
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
+            self.net.remove_ifb(network["uuid"])
 
-    def apply_ports(self, ports: list[dict[str, Any]]) -> None:
+    def apply_ports(self, ports: list[dict[str, Any]], *, check_qos: bool = False) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""
         plug = [p for p in ports if p["present"]]
         unplug = [p for p in ports if not p["present"]]
@@ -123,7 +131,11 @@ class HostAgent:
             if unplug:
                 results += _timed(self.net.unplug_many, unplug, "absent")
             if plug:
-                results += _timed(self.net.plug_many, plug, "plugged")
+                plug_many = partial(self.net.plug_many, check_qos=check_qos)
+                results += _timed(plug_many, plug, "plugged")
+            for result in results:
+                if result["state"] == "plugged":
+                    result["outbound"] = self.net.outbound_modes.get(result["tap"])
         self.send(REPORT_PORTS, host=self.host, results=results)
 
     def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
@@ -142,10 +154,26 @@ class HostAgent:
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
+            wanted_owners = {p["port_id"] for p in ports if p["present"]}
+            wanted_owners |= {n["uuid"] for n in networks}
+            try:
+                for device in owned:
+                    if device.kind == "ifb" and device.owner not in wanted_owners:
+                        self.net.remove_ifb(device.owner)
+                for bridge in wanted_bridges & {d.name for d in owned}:
+                    keep = {
+                        p["class_id"]
+                        for p in ports
+                        if p["present"] and p["bridge"] == bridge and _floor(p) is not None
+                    }
+                    self.net.remove_floors(bridge, keep=keep)  # floors of ports gone
+            except KernelError:  # the ports and networks below still get their turn
+                log.exception("removing leftover bandwidth settings failed")
         for network in networks:
             self.realise(network)
         if ports:
-            self.apply_ports(ports)
+            self.apply_ports(ports, check_qos=True)
+
 
 
 def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
@@ -173,7 +201,19 @@ def _port_spec(port: dict[str, Any]) -> PortSpec:
         vnet_hdr=port.get("vnet_hdr", True),
         multi_queue=port.get("multi_queue", False),
         fdb=port.get("fdb", True),
+        isolated=bool(port.get("isolated")),
+        bandwidth=Bandwidth.from_dict(port.get("bandwidth")),
+        floor=_floor(port),
+        class_id=port.get("class_id"),
+        qos=bool(port.get("qos")),
     )
+
+
+def _floor(port: dict[str, Any]) -> Floor | None:
+    inbound = (port.get("bandwidth") or {}).get("inbound") or {}
+    if not inbound.get("floor") or port.get("class_id") is None:
+        return None
+    return Floor(port["class_id"], port["guest_mac"], inbound["floor"], inbound.get("average"))
 
 
 def _timed(

@@ -145,14 +145,21 @@ def bandwidth_breaks(bw: Bandwidth | None, loc: Loc) -> Iterator[Break]:
             continue
         rloc = (*loc, direction)
         if rate.average is None and rate.floor is None:
-            yield rloc, "a rate needs an average (or, inbound, a floor)"
+            yield rloc, "Missing mandatory average or floor attributes"
         elif rate.average is None and (rate.peak is not None or rate.burst is not None):
-            yield rloc, "peak and burst need an average"
+            yield rloc, "'peak' and 'burst' require 'average' attribute"
         if direction == "outbound" and rate.floor is not None:
-            yield (*rloc, "floor"), "floor only applies to inbound traffic"
+            yield (*rloc, "floor"), "'floor' attribute allowed only in <inbound> element"
         for field in ("average", "peak", "burst", "floor"):
             if getattr(rate, field) == 0:
-                yield (*rloc, field), "must be at least 1"
+                unit = "kibibytes" if field == "burst" else "kilobytes per second"
+                yield (
+                    (*rloc, field),
+                    (
+                        f"bandwidth {field} must be at least 1 ({unit}); libvirt would read 0 as "
+                        "no limit at all"
+                    ),
+                )
 
 
 def vlan_breaks(vlan: Vlan | None, loc: Loc) -> Iterator[Break]:

@@ -81,8 +81,9 @@ def _port_request(domain: Domain, interface: InterfaceDef) -> PortRequest:
         mac=interface.mac,
         portgroup=interface.source.portgroup,
         mtu=interface.mtu,
-        vlan=interface.vlan,  # refused by ports.allocate until virtnet realises them
+        vlan=interface.vlan,  # refused by ports.allocate: no host kernel can tag VLANs
         bandwidth=interface.bandwidth,
+        port_isolated=interface.port_isolated,
     )
 
 

@@ -15,11 +15,13 @@ from app.conf.network.validate import (
     overlap_problems,
     subnets,
     unrealised_features,
+    vlans,
 )
-from app.models import Network
+from app.models import Host, Network
 from app.services import events, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
+from app.services.vlan import vlan_refusal
 
 MAX_BRIDGE_INDEX = 4096
 CREATED_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
@@ -191,12 +193,18 @@ def set_autostart(ctx: Ctx, *, name: str, enabled: bool) -> Network:
 
 
 def _start(ctx: Ctx, network: Network) -> None:
-    missing = unrealised_features(NetworkDefinition.model_validate(network.definition))
+    definition = NetworkDefinition.model_validate(network.definition)
+    missing = unrealised_features(definition)
+    reasons = []
     if missing:
+        reasons.append(f"virtnet does not realise {'; '.join(missing)} on hosts yet")
+    if vlans(definition):
+        hosts = list(ctx.db.scalars(select(Host).order_by(Host.name)))
+        reasons.append(vlan_refusal(hosts, f"VLAN tagging ({', '.join(vlans(definition))})"))
+    if reasons:
         raise Conflict(
-            f"network {network.name!r} cannot start: virtnet does not realise "
-            f"{'; '.join(missing)} on hosts yet. The definition is stored unchanged; "
-            "remove these parts to start it now."
+            f"network {network.name!r} cannot start: {'. '.join(reasons)}. The definition is "
+            "stored unchanged; remove these parts to start it now."
         )
     network.live = network.definition
     network.generation += 1

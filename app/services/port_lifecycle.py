@@ -86,6 +86,8 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
     else:
         port.state = state if state in ("plugged", "failed") else port.state
         port.error = error
+        if state == "plugged" and port.spec.get("outbound_mode") != result.get("outbound"):
+            port.spec = {**port.spec, "outbound_mode": result.get("outbound")}
     kind = {"released": "port.unplugged", "plugged": "port.plugged", "failed": "port.failed"}
     if port.state != before or error:
         events.publish(

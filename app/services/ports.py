@@ -12,9 +12,10 @@ from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
 from app.models import Host, Network, Operation, Port
-from app.services import operations
+from app.services import operations, port_qos
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
+from app.services.vlan import vlan_refusal
 
 MAX_PORTS_PER_BRIDGE = 1023  # the kernel's limit: the 1024th gets "Exchange full"
 TAP_PREFIX = "vnet"
@@ -105,14 +106,9 @@ def allocate(
     domain_id: int | None = None,
 ) -> Port:
     """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet."""
-    lock_host(ctx, request.host)
-    mtm, mtu, vlan, bandwidth, portgroup = (
-        "kernel",
-        request.mtu,
-        request.vlan,
-        request.bandwidth,
-        None,
-    )
+    host = lock_host(ctx, request.host)
+    mtm, mtu, vlan, portgroup = "kernel", request.mtu, request.vlan, None
+    live, pg = None, None
     if network is not None:
         live = NetworkDefinition.model_validate(network.live or network.definition)
         bridge = live.bridge.name
@@ -120,13 +116,17 @@ def allocate(
         pg = _portgroup(live, request.portgroup)
         portgroup = pg.name if pg else None
         vlan = vlan or (pg.vlan if pg else None) or live.vlan
-        bandwidth = bandwidth or (pg.bandwidth if pg else None) or live.bandwidth
         mtu = mtu or live.mtu
-    if vlan is not None or bandwidth is not None:
-        what = "VLAN tagging (vlan)" if vlan is not None else "bandwidth limits (bandwidth)"
-        raise Conflict(f"virtnet does not realise {what} on ports yet; remove it to allocate")
+    if vlan is not None:
+        raise Conflict(vlan_refusal([host], "VLAN tagging (vlan) of this port"))
+    bandwidth = port_qos.merged_bandwidth(request.bandwidth, pg, live)
+    isolated = port_qos.merged_isolated(request.port_isolated, pg, live)
     assert bridge is not None
     mac = request.mac or random_mac()
+    if network is not None and live is not None:
+        port_qos.check_floor(
+            ctx, network_id=network.id, live=live, host=request.host, mac=mac, new=bandwidth
+        )
     tap = _check_room(ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap)
     port_id = str(request.id or uuid.uuid4())
     if request.id is not None and ctx.db.get(Port, port_id) is not None:
@@ -149,6 +149,13 @@ def allocate(
             "owner_gid": request.owner_gid,
             "vnet_hdr": request.vnet_hdr,
             "multi_queue": request.multi_queue,
+            **port_qos.qos_spec(
+                ctx,
+                network_id=network.id if network else None,
+                host=request.host,
+                bandwidth=bandwidth,
+                isolated=isolated,
+            ),
         },
         state="plugging",
         generation=1,

@@ -30,6 +30,7 @@ def host_spec(network: Network) -> dict[str, Any]:
         "mac_table_manager": bridge.get("mac_table_manager", "kernel"),
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
+        "bandwidth": live.get("bandwidth"),
     }
 
 

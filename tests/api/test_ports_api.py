@@ -56,6 +56,9 @@ def test_allocation_returns_the_actual_device(client: TestClient, active_net: st
         "mtu": None,
         "vlan": None,
         "bandwidth": None,
+        "port_isolated": False,
+        "class_id": None,
+        "outbound_limit": None,
     }
     assert r.headers["location"] == f"/v1/networks/n/ports/{body['id']}"
     second = client.post("/v1/networks/n/ports", json=port(portgroup="ops")).json()

@@ -69,8 +69,8 @@ def test_libvirt_rules_of_the_parts_name_each_field() -> None:
     vport = VirtualPort.model_validate({"type": "802.1Qbh", "parameters": {"manager_id": 1}})
     assert rule_breaks(vlan, bandwidth, vport) == [
         (("vlan", "tags", 1, "id"), "vlan tag 5 is listed twice"),
-        (("bandwidth", "inbound"), "a rate needs an average (or, inbound, a floor)"),
-        (("bandwidth", "outbound", "floor"), "floor only applies to inbound traffic"),
+        (("bandwidth", "inbound"), "Missing mandatory average or floor attributes"),
+        (("bandwidth", "outbound", "floor"), "'floor' attribute allowed only in <inbound> element"),
         (
             ("virtualport", "parameters", "manager_id"),
             "does not apply to virtualport type '802.1Qbh'",

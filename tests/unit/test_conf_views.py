@@ -33,6 +33,9 @@ def test_the_actual_device_of_a_network_port_and_of_a_bridge_port() -> None:
         "mtu": 9000,
         "vlan": None,
         "bandwidth": None,
+        "port_isolated": False,
+        "class_id": None,
+        "outbound_limit": None,
     }
     on_host_bridge = StoredPort(**{**PORT.__dict__, "network_id": None, "spec": {}})
     assert actual(on_host_bridge)["type"] == "bridge"

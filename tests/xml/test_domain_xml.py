@@ -258,7 +258,7 @@ def test_interfaces_virtnet_cannot_plug_are_stored_and_refused_at_start(
         ("<interface type='direct'><source dev='eth0' mode='vepa'/></interface>", "'direct'"),
         ("<virtualport type='openvswitch'/>", "openvswitch"),
         ("<vlan><tag id='7'/></vlan>", "VLAN"),
-        ("<bandwidth><inbound average='9'/></bandwidth>", "bandwidth"),
+        ("<bandwidth><inbound average='9' floor='5'/></bandwidth>", "has no inbound QoS set"),
     ]
     for part, says in cases:
         interface = part if part.startswith("<interface") else NET.replace("</i", part + "</i")

@@ -41,7 +41,6 @@ PORT_POSTS: dict[str, tuple[int, set[str]]] = {
         422,
         {
             "/networkport/bandwidth/@classID",
-            "/networkport/port/@isolated",
             "/networkport/rxfilters/@trustGuest",
         },
     ),

@@ -208,7 +208,6 @@ REFUSED = [
         "'libvirt'",
     ),
     ("virtualport", "<virtualport type='openvswitch'/>", 422, f"{N}/virtualport", "virtual port"),
-    ("isolated", "<port isolated='yes'/>", 422, f"{N}/port/@isolated", "isolation"),
     ("trust", "<rxfilters trustGuest='yes'/>", 422, f"{N}/rxfilters/@trustGuest", "rx filters"),
     (
         "class",
@@ -231,13 +230,18 @@ def test_what_virtnet_cannot_honour_is_refused_by_name(
     assert stored_ports(api_settings) == []
 
 
-def test_vlan_and_bandwidth_are_refused_where_allocation_refuses_them(
+def test_vlans_are_refused_naming_the_host_and_bandwidth_is_allocated(
     client: TestClient, net: str
 ) -> None:
     r = post(client, port_xml("<vlan><tag id='42'/></vlan>"))
-    assert_problem(r, 409, says="VLAN")
-    r = post(client, port_xml("<bandwidth><inbound average='100'/></bandwidth>"))
-    assert_problem(r, 409, says="bandwidth")
+    assert_problem(r, 409, says="neither 802.1Q nor bridge VLAN filtering")
+    assert "'hostA'" in r.json()["detail"]
+    r = post(
+        client, port_xml("<bandwidth><inbound average='100'/></bandwidth><port isolated='yes'/>")
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["actual"]["bandwidth"] == {"inbound": {"average": 100}}
+    assert r.json()["actual"]["port_isolated"] is True
 
 
 def test_the_host_comes_from_the_query(client: TestClient, net: str) -> None:

@@ -19,6 +19,7 @@ from .bridges import NO_VLAN_FILTERING, effective_delay
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError
 from .specs import (
     ALIAS_PREFIX,
+    Bandwidth,
     BridgeResult,
     BridgeSpec,
     HostCapabilities,
@@ -47,6 +48,7 @@ class FakeDevice:
     vlan_filtering: bool = False
     learning: bool = True
     unicast_flood: bool = True
+    isolated: bool = False
     vnet_hdr: bool = False
     multi_queue: bool = False
     uid: int | None = None
@@ -58,6 +60,8 @@ class FakeHostNet:
     def __init__(self, netns: str | None = None, *, vlan_filtering: bool = False) -> None:
         self.netns = netns
         self.devices: dict[str, FakeDevice] = {}
+        #: no tc here: bandwidth is the real kernel's (tests/kernel/test_kernel_bandwidth.py)
+        self.outbound_modes: dict[str, str | None] = {}
         self.fdb: dict[tuple[str, str], str] = {}  # (bridge, guest mac) -> tap
         self._vlan_supported = vlan_filtering
         self._next_index = 2  # 1 is lo
@@ -158,7 +162,9 @@ class FakeHostNet:
         if error is not None:
             raise error
 
-    def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]:
+    def plug_many(
+        self, specs: Sequence[PortSpec], *, check_qos: bool = False
+    ) -> list[Exception | None]:
         results: list[Exception | None] = []
         seen: set[str] = set()
         for spec in specs:
@@ -171,6 +177,24 @@ class FakeHostNet:
             except KernelError as exc:
                 results.append(exc)
         return results
+
+    # -- bandwidth: tc is the real kernel's alone (tests/kernel/test_kernel_bandwidth.py);
+    # here a network's limits are only remembered on its bridge
+
+    def ensure_bridge_bandwidth(
+        self, bridge: str, owner: str, bandwidth: Bandwidth | None
+    ) -> str | None:
+        device = self._owned(bridge, owner, "bridge", f"setting bandwidth on bridge {bridge}")
+        if device is None:
+            raise BridgeMissing(f"setting bandwidth on bridge {bridge}: no such bridge")
+        device.extra["bandwidth"] = bandwidth
+        return None
+
+    def remove_floors(self, bridge: str, *, keep: set[int]) -> list[int]:
+        return []
+
+    def remove_ifb(self, owner: str) -> bool:
+        return False
 
     def _plug(self, spec: PortSpec) -> None:
         what = f"plugging tap {spec.tap}"
@@ -203,6 +227,7 @@ class FakeHostNet:
         tap.up = True
         libvirt = spec.mac_table_manager == "libvirt"
         tap.learning = tap.unicast_flood = not libvirt
+        tap.isolated = spec.isolated
         key = (spec.bridge, spec.guest_mac.lower())
         if libvirt and spec.fdb:
             self.fdb[key] = spec.tap
@@ -292,6 +317,7 @@ class FakeHostNet:
             "unicast_flood": device.unicast_flood if enslaved else None,
             "mcast_flood": True if enslaved else None,
             "bcast_flood": True if enslaved else None,
+            "isolated": device.isolated if enslaved else None,
             "pi": False,
             "vnet_hdr": device.vnet_hdr,
             "multi_queue": device.multi_queue,

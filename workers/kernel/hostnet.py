@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from pyroute2 import IPRoute
+
+from . import bandwidth as bw
 from . import bridges, links, nlsock, ports
-from .errors import KernelError
+from .errors import KernelError, from_errno
 from .nsexec import NamespaceRunner, tun_openable
+from .qos import Tc
 from .specs import (
+    Bandwidth,
     BridgeResult,
     BridgeSpec,
+    Floor,
     HostCapabilities,
     OwnedDevice,
     PortRef,
@@ -37,12 +43,24 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self._tc: Tc | None = None
+        #: how each port's outbound limit was last made ('police', 'ifb'), by device name
+        self.outbound_modes: dict[str, str | None] = {}
 
     # -- lifecycle
 
     def close(self) -> None:
+        if self._tc is not None:
+            self._tc.close()
         self._sock.close()
         self._runner.close()
+
+    @property
+    def tc(self) -> Tc:
+        """pyroute2's tc requests, on a socket opened inside this host's namespace."""
+        if self._tc is None:
+            self._tc = Tc(IPRoute(netns=self.netns) if self.netns else IPRoute())
+        return self._tc
 
     def __enter__(self) -> HostNet:
         return self
@@ -97,8 +115,64 @@ class HostNet:
         if error is not None:
             raise error
 
-    def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]:
-        return list(ports.plug_many(self._sock, self._runner, specs))
+    def plug_many(
+        self, specs: Sequence[PortSpec], *, check_qos: bool = False
+    ) -> list[Exception | None]:
+        """Plug ports, then their isolation-independent extras: bandwidth and floors.
+
+        ``check_qos`` (reconcile) compares every port's qdiscs, also of ports that never
+        had bandwidth; otherwise only ports with (or once with) bandwidth are looked at.
+        """
+        errors: list[Exception | None] = list(ports.plug_many(self._sock, self._runner, specs))
+        for pos, spec in enumerate(specs):
+            if errors[pos] is None and (check_qos or spec.qos or spec.bandwidth or spec.class_id):
+                try:
+                    self.apply_port_qos(spec)
+                except KernelError as exc:
+                    errors[pos] = exc
+        return errors
+
+    def apply_port_qos(self, spec: PortSpec) -> None:
+        self.outbound_modes[spec.tap] = self.set_port_bandwidth(
+            spec.tap, spec.owner, spec.bandwidth
+        )
+        if spec.floor is not None:
+            bw.ensure_floor(self.tc, spec.bridge, spec.floor)
+        elif spec.class_id is not None:
+            bw.remove_floors(self.tc, spec.bridge, {spec.class_id})
+
+    def set_port_bandwidth(
+        self, device: str, owner: str, bandwidth: Bandwidth | None
+    ) -> str | None:
+        """Limits on any bridge port by name (a tap, a veth's host end); returns how the
+        outbound side is limited: 'police', 'ifb', or None."""
+        links.check_ifname(device, "setting bandwidth")
+        return bw.ensure_port(self.tc, device, owner, bandwidth)
+
+    def set_port_isolated(self, device: str, isolated: bool) -> None:
+        """The bridge port flag 'isolated' on any bridge port by name."""
+        what = f"setting isolated on bridge port {device}"
+        links.check_ifname(device, what)
+        link = links.get_link(self._sock, device)
+        if link is None or not link.master:
+            raise KernelError(f"{what}: it is not a bridge port", 19)
+        reply = self._sock.transact([ports.brport_request(link.index, isolated=int(isolated))])[0]
+        if reply.error:
+            raise from_errno(reply.error, what, reply.message)
+
+    def ensure_bridge_bandwidth(
+        self, bridge: str, owner: str, bandwidth: Bandwidth | None
+    ) -> str | None:
+        return bw.ensure_bridge(self.tc, bridge, owner, bandwidth)
+
+    def remove_floors(self, bridge: str, *, keep: set[int]) -> list[int]:
+        return bw.remove_floors(self.tc, bridge, keep=keep)
+
+    def set_floor(self, bridge: str, floor: Floor) -> None:
+        bw.ensure_floor(self.tc, bridge, floor)
+
+    def remove_ifb(self, owner: str) -> bool:
+        return self.tc.remove_ifb(owner)
 
     def unplug(
         self, tap: str, owner: str, bridge: str | None = None, guest_mac: str | None = None
@@ -109,8 +183,21 @@ class HostNet:
         return result
 
     def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]:
-        """Unplug many ports; True (removed), False (already gone) or the error, per port."""
-        return list(ports.unplug_many(self._sock, refs))
+        """Unplug many ports; True (removed), False (already gone) or the error, per port.
+        A port's floor class on the bridge and its IFB device go with it."""
+        results: list[bool | Exception] = list(ports.unplug_many(self._sock, refs))
+        for pos, ref in enumerate(refs):
+            if isinstance(results[pos], Exception):
+                continue
+            try:
+                if ref.class_id is not None and ref.bridge:
+                    bw.remove_floors(self.tc, ref.bridge, {ref.class_id})
+                if ref.class_id is not None or getattr(ref, "qos", True):
+                    bw.clear_port(self.tc, ref.owner)
+            except KernelError as exc:
+                results[pos] = exc
+            self.outbound_modes.pop(ref.tap, None)
+        return results
 
     def set_fdb(self, bridge: str, tap: str, guest_mac: str, present: bool) -> None:
         ports.set_fdb(self._sock, bridge, tap, guest_mac, present)

@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .specs import BridgeResult, BridgeSpec, HostCapabilities, OwnedDevice, PortRef, PortSpec
+from .specs import (
+    Bandwidth,
+    BridgeResult,
+    BridgeSpec,
+    HostCapabilities,
+    OwnedDevice,
+    PortRef,
+    PortSpec,
+)
 
 
 class HostNetwork(Protocol):
     """The kernel layer's operations; each is idempotent and raises only KernelError."""
+
+    #: per plugged tap, how its outbound limit is applied ('police', 'ifb' or None)
+    outbound_modes: dict[str, str | None]
 
     def probe(self) -> HostCapabilities: ...
 
@@ -21,9 +32,19 @@ class HostNetwork(Protocol):
 
     def check_bridge(self, name: str) -> None: ...
 
-    def plug_many(self, specs: Sequence[PortSpec]) -> list[Exception | None]: ...
+    def plug_many(
+        self, specs: Sequence[PortSpec], *, check_qos: bool = False
+    ) -> list[Exception | None]: ...
 
     def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]: ...
+
+    def ensure_bridge_bandwidth(
+        self, bridge: str, owner: str, bandwidth: Bandwidth | None
+    ) -> str | None: ...
+
+    def remove_floors(self, bridge: str, *, keep: set[int]) -> list[int]: ...
+
+    def remove_ifb(self, owner: str) -> bool: ...
 
     def close(self) -> None: ...
 

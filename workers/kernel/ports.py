@@ -81,14 +81,30 @@ def _tun_differs(link: nl.Link, spec: PortSpec) -> bool:
     )
 
 
-def _port_flags(link: nl.Link | None, bridge: nl.Link) -> tuple[int, int]:
+def _port_flags(link: nl.Link | None, bridge: nl.Link) -> tuple[int, int, int]:
     if link is None or link.master != bridge.index:
-        return 1, 1  # a fresh bridge port learns and floods
+        return 1, 1, 0  # a fresh bridge port learns and floods, and is not isolated
     info = link.slave_info
     return (
         nl.attr_u8(info, nl.IFLA_BRPORT_LEARNING) or 0,
         nl.attr_u8(info, nl.IFLA_BRPORT_UNICAST_FLOOD) or 0,
+        nl.attr_u8(info, nl.IFLA_BRPORT_ISOLATED) or 0,
     )
+
+
+def brport_request(index: int, **flags: int) -> nlsock.Request:
+    """Set bridge port flags (learning, unicast_flood, isolated) of any port by its index."""
+    kinds = {
+        "learning": nl.IFLA_BRPORT_LEARNING,
+        "unicast_flood": nl.IFLA_BRPORT_UNICAST_FLOOD,
+        "isolated": nl.IFLA_BRPORT_ISOLATED,
+    }
+    slave = nl.nla_nest(
+        nl.IFLA_LINKINFO,
+        nl.nla_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
+        nl.nla_nest(nl.IFLA_INFO_SLAVE_DATA, *(nl.nla_u8(kinds[k], v) for k, v in flags.items())),
+    )
+    return nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(index) + slave)
 
 
 def _config_requests(p: _Port) -> list[tuple[str, nlsock.Request]]:
@@ -114,17 +130,10 @@ def _config_requests(p: _Port) -> list[tuple[str, nlsock.Request]]:
     out.append(("link", nlsock.Request(nl.RTM_NEWLINK, up + attrs)))
     libvirt = spec.mac_table_manager == "libvirt"
     want = 0 if libvirt else 1
-    if _port_flags(link, bridge) != (want, want):
-        slave = nl.nla_nest(
-            nl.IFLA_LINKINFO,
-            nl.nla_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
-            nl.nla_nest(
-                nl.IFLA_INFO_SLAVE_DATA,
-                nl.nla_u8(nl.IFLA_BRPORT_LEARNING, want),
-                nl.nla_u8(nl.IFLA_BRPORT_UNICAST_FLOOD, want),
-            ),
-        )
-        out.append(("brport", nlsock.Request(nl.RTM_NEWLINK, nl.ifinfomsg(p.index) + slave)))
+    isolated = int(spec.isolated)
+    if _port_flags(link, bridge) != (want, want, isolated):
+        request = brport_request(p.index, learning=want, unicast_flood=want, isolated=isolated)
+        out.append(("brport", request))
     if libvirt and spec.fdb:
         out.append(("fdb", fdb_request(p.index, spec.guest_mac, True)))
     elif link is not None:
@@ -146,7 +155,7 @@ def _config_error(p: _Port, step: str, reply: nlsock.Reply) -> KernelError:
         return from_errno(reply.error, f"configuring tap {tap} on bridge {bridge}", reply.message)
     what = {
         "sync": f"looking up new tap {tap}",
-        "brport": f"setting learning/unicast_flood on bridge port {tap}",
+        "brport": f"setting learning/unicast_flood/isolated on bridge port {tap}",
         "fdb": f"adding static FDB entry {p.spec.guest_mac} on {tap} (bridge {bridge})",
         "fdb-del": f"removing FDB entry {p.spec.guest_mac} from {tap}",
     }[step]
@@ -401,6 +410,7 @@ def port_state(sock: nlsock.NetlinkSocket, tap: str) -> dict[str, Any] | None:
         "unicast_flood": flag(slave, nl.IFLA_BRPORT_UNICAST_FLOOD),
         "mcast_flood": flag(slave, nl.IFLA_BRPORT_MCAST_FLOOD),
         "bcast_flood": flag(slave, nl.IFLA_BRPORT_BCAST_FLOOD),
+        "isolated": flag(slave, nl.IFLA_BRPORT_ISOLATED),
         "pi": flag(info, nl.IFLA_TUN_PI),
         "vnet_hdr": flag(info, nl.IFLA_TUN_VNET_HDR),
         "multi_queue": flag(info, nl.IFLA_TUN_MULTI_QUEUE),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 ALIAS_PREFIX = "virtnet:"
 #: link group a bridge is created in, atomically, until its alias is set: the kernel ignores
@@ -47,6 +48,40 @@ class BridgeResult:
 
 
 @dataclass(frozen=True)
+class Rate:
+    average: int | None = None
+    peak: int | None = None
+    burst: int | None = None
+    floor: int | None = None
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Bandwidth | None:
+        if not doc:
+            return None
+
+        def rate(part: dict[str, Any] | None) -> Rate | None:
+            return Rate(**{k: v for k, v in part.items() if v}) if part else None
+
+        return cls(rate(doc.get("inbound")), rate(doc.get("outbound")))
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A guaranteed minimum on the bridge for one guest MAC (libvirt's networkPlugBandwidth)."""
+
+    class_id: int
+    mac: str
+    floor: int
+    average: int | None = None  # the port's inbound average: libvirt derives the quantum
+
+
+@dataclass(frozen=True)
 class PortSpec:
     tap: str
     bridge: str
@@ -61,6 +96,16 @@ class PortSpec:
     fdb: bool = True
     """Only with mac_table_manager "libvirt": False keeps the port plugged without its static
     FDB entry (a paused guest)."""
+    isolated: bool = False
+    """The bridge port's ``isolated`` flag (libvirt's <port isolated='yes'/>)."""
+    bandwidth: Bandwidth | None = None
+    floor: Floor | None = None
+    """This port's guaranteed class on the bridge; its class_id may stay without a floor
+    (a floor removed live), which removes the class."""
+    class_id: int | None = None
+    qos: bool = False
+    """The port has had bandwidth settings: compare and clear them even when none are wanted
+    now (ports that never had any skip the tc look-ups)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +116,7 @@ class PortRef:
     owner: str
     bridge: str | None = None
     guest_mac: str | None = None
+    class_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.domain.parse import domain_from_xml
 from app.conf.port.actual import StoredPort
 from app.models import Domain
-from app.services import domains
+from app.services import domains, interface_update
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 
@@ -176,6 +176,20 @@ def attach_interface(
 ) -> JSONResponse:
     interface, _extra = parse_json(raw, InterfaceDef)
     op = domains.attach(ctx, name=name, interface=interface)
+    return action_response(ctx, op, wait)
+
+
+@router.put("/{name}/interfaces/{mac}", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
+def update_interface(
+    name: str, mac: str, raw: RawBody, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> Response:
+    """Replace one interface (virsh update-device): on a running domain its bandwidth and
+    port isolation apply to the same tap, without replugging (202 with an operation)."""
+    interface, _extra = parse_json(raw, InterfaceDef)
+    domain = domains.get(ctx, name)
+    op = interface_update.update_interface(ctx, domain=domain, mac=mac, interface=interface)
+    if op is None:
+        return _view(ctx, domain)
     return action_response(ctx, op, wait)
 
 

@@ -115,6 +115,15 @@ def _attr_child(tag: str, attr: str) -> Editor:
     return edit
 
 
+def _yes_no_child(tag: str, attr: str) -> Editor:
+    plain = _attr_child(tag, attr)
+
+    def edit(el: etree._Element, value: Any) -> None:
+        plain(el, None if value is None else ("yes" if value else "no"))
+
+    return edit
+
+
 def _printed(tag: str, printer: Callable[[Out, Any], None], model: Any) -> Editor:
     def edit(el: etree._Element, value: Any) -> None:
         found = el.find(tag)
@@ -154,6 +163,7 @@ EDITORS: dict[str, Editor] = {
     "mtu": _attr_child("mtu", "size"),
     "vlan": _printed("vlan", print_vlan, Vlan),
     "bandwidth": _printed("bandwidth", print_bandwidth, Bandwidth),
+    "port_isolated": _yes_no_child("port", "isolated"),
     "virtualport": _printed("virtualport", print_virtualport, VirtualPort),
 }
 

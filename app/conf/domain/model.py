@@ -66,6 +66,7 @@ class InterfaceDef(Strict):
     target: IfName | None = None
     vlan: Vlan | None = None
     bandwidth: Bandwidth | None = None
+    port_isolated: bool | None = None
     virtualport: VirtualPort | None = None
 
     @model_validator(mode="after")

@@ -24,7 +24,7 @@ from app.conf.common import random_mac
 from app.conf.domain.model import DomainDefinition, InterfaceType
 from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
 from app.conf.xml.body import located, parse_body, refuse
-from app.conf.xml.reader import Findings, Node, Where, child_text, one_of, put, uint
+from app.conf.xml.reader import Findings, Node, Where, child_text, one_of, put, uint, yes_no
 from app.conf.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
@@ -117,6 +117,7 @@ def read_interface(node: Node) -> Doc:
             put(iface, "target", dev)
     read_vlan(node, iface)
     read_bandwidth(node, iface)
+    _single(node, iface, "port", "isolated", "port_isolated", yes_no)
     read_virtualport(node, iface)
     actual = node.child("actual")
     if actual is not None:

@@ -172,6 +172,8 @@ def _portgroup(out: Out, group: PortGroup) -> None:
     print_vlan(out, group.vlan)
     print_virtualport(out, group.virtualport)
     print_bandwidth(out, group.bandwidth)
+    if group.port_isolated is not None:
+        out.empty("port", [("isolated", as_yes_no(group.port_isolated))])
     out.close("portgroup")
 
 

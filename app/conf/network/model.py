@@ -7,7 +7,7 @@ import uuid as uuidlib
 from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from app.conf.common import IfName, Kbytes, MacAddress, Name, Strict
 from app.conf.xml.metadata import canonical_text
@@ -68,11 +68,22 @@ def _canonical_lease_unit(lease: int | None, unit: LeaseUnit | None) -> LeaseUni
     return cast(LeaseUnit, next(u for u, s in LEASE_UNIT_SECONDS.items() if lease % s == 0))
 
 
+def _libvirt_rate(value: Any, info: ValidationInfo) -> Any:
+    """A negative rate gets libvirt's own words (virNetDevBandwidthParseRate)."""
+    if isinstance(value, int | str) and str(value).strip().startswith("-"):
+        raise ValueError(f"could not convert bandwidth {info.field_name} value '{value}'")
+    return value
+
+
 class BandwidthRate(Strict):
     average: Kbytes | None = None
     peak: Kbytes | None = None
     burst: Kbytes | None = None
     floor: Kbytes | None = None
+
+    _no_negative = field_validator("average", "peak", "burst", "floor", mode="before")(
+        _libvirt_rate
+    )
 
 
 class Bandwidth(Strict):
@@ -333,6 +344,11 @@ class PortGroup(Strict):
     bandwidth: Bandwidth | None = None
     virtualport: VirtualPort | None = None
     trust_guest_rx_filters: bool | None = None
+    port_isolated: bool | None = Field(
+        default=None,
+        description="virtnet's extension: <port isolated> for the portgroup's ports "
+        "(libvirt has it on networks and interfaces only)",
+    )
 
     @model_validator(mode="after")
     def _libvirt_form(self) -> PortGroup:

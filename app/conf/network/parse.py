@@ -226,6 +226,7 @@ def _portgroup(node: Node) -> Doc:
     read_vlan(node, group)
     read_virtualport(node, group)
     read_bandwidth(node, group)
+    single(node, group, "port", "isolated", "port_isolated", yes_no)  # virtnet's extension
     node.finish()
     return group
 

@@ -131,8 +131,16 @@ def overlap_problems(
     return problems
 
 
+def vlans(definition: NetworkDefinition) -> list[str]:
+    """Where a definition asks for VLAN tags (refused: see app.services.networks)."""
+    where = ["vlan"] if definition.vlan is not None else []
+    where += [f"portgroups.{pg.name}.vlan" for pg in definition.portgroups if pg.vlan]
+    return where
+
+
 def unrealised_features(definition: NetworkDefinition) -> list[str]:
-    """Parts of a definition that virtnet stores but cannot yet make real on a host."""
+    """Parts of a definition that virtnet stores but cannot yet make real on a host
+    (VLANs apart: their refusal names the hosts, see ``vlans``)."""
     d = definition
     features: list[str] = []
     if d.forward.mode not in BRIDGE_MODES:
@@ -146,10 +154,11 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
         (d.dns is not None, "DNS (dns)"),
         (d.dnsmasq_options is not None, "extra dnsmasq options (dnsmasq_options)"),
         (d.domain is not None, "DNS domain (domain)"),
-        (d.bandwidth is not None, "bandwidth limits (bandwidth)"),
-        (d.vlan is not None, "VLAN tagging (vlan)"),
+        (
+            d.bandwidth is not None and d.forward.mode == "bridge",
+            "bandwidth limits on an existing host bridge (bandwidth with forward mode 'bridge')",
+        ),
         (d.virtualport is not None, "virtual port profiles (virtualport)"),
-        (bool(d.port_isolated), "port isolation (port_isolated)"),
         (d.bridge.zone is not None, "firewalld zone (bridge.zone)"),
         (d.forward.dev is not None or bool(d.forward.interfaces), "forward devices (forward)"),
     ]

@@ -38,5 +38,13 @@ def actual(port: StoredPort) -> dict[str, Any]:
         "tap": port.tap,
         "mtu": port.spec.get("mtu"),
         "vlan": None,
-        "bandwidth": None,
+        "bandwidth": port.spec.get("bandwidth"),
+        "port_isolated": bool(port.spec.get("isolated")),
+        "class_id": port.spec.get("class_id") if _floor(port) else None,
+        #: how the host limits the outbound side: 'police' (act_police) or 'ifb' (shaped)
+        "outbound_limit": port.spec.get("outbound_mode"),
     }
+
+
+def _floor(port: StoredPort) -> bool:
+    return bool(((port.spec.get("bandwidth") or {}).get("inbound") or {}).get("floor"))

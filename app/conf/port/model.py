@@ -33,6 +33,9 @@ class PortRequest(TapOptions):
     portgroup: Name | None = None
     vlan: Vlan | None = None
     bandwidth: Bandwidth | None = None
+    port_isolated: bool | None = Field(
+        default=None, description="<port isolated>; the portgroup's or network's when absent"
+    )
 
 
 class PlugBridge(Strict):

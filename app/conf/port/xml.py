@@ -204,7 +204,6 @@ def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
 UNREALISED = (
     ("virtualport", "virtnet does not realise virtual port profiles yet"),
     ("class_id", "a QoS class id is assigned by the network, not requested"),
-    ("port_isolated", "virtnet does not realise port isolation yet"),
     ("trust_guest_rx_filters", "virtnet does not realise trusting guest rx filters yet"),
 )
 
@@ -255,6 +254,7 @@ def port_request(
                 "portgroup": port.group,
                 "vlan": port.vlan,
                 "bandwidth": port.bandwidth,
+                "port_isolated": port.port_isolated,
             }
         )
     except ValidationError as exc:
@@ -273,6 +273,8 @@ def port_document(port: StoredPort) -> NetworkPortDocument:
             "mac": port.mac,
             "vlan": device["vlan"],
             "bandwidth": device["bandwidth"],
+            "class_id": device["class_id"],
+            "port_isolated": device["port_isolated"] or None,
             "plug": {
                 "type": device["type"],
                 "bridge": device["bridge"],
