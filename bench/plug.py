@@ -38,10 +38,12 @@ OWNER = {"name": "bench", "uuid": "8d3f0c2e-5b7a-4c1d-9e6f-0a1b2c3d4e5f"}
 def host_rows(ports: int) -> list[hostnet.Row]:
     rows: list[hostnet.Row] = []
     with hostnet.namespace() as ns, hostnet.HostNet(ns) as net:
-        for name, bench in (("brs", hostnet.bench_hostnet_single),
-                            ("brm", hostnet.bench_hostnet_batch),
-                            ("bri", lambda n, b, p: hostnet.bench_ip_commands(ns, n, b, p)),
-                            ("brb", lambda n, b, p: hostnet.bench_ip_batch(ns, n, b, p))):
+        for name, bench in (
+            ("brs", hostnet.bench_hostnet_single),
+            ("brm", hostnet.bench_hostnet_batch),
+            ("bri", lambda n, b, p: hostnet.bench_ip_commands(ns, n, b, p)),
+            ("brb", lambda n, b, p: hostnet.bench_ip_batch(ns, n, b, p)),
+        ):
             hostnet.new_bridge(net, name)
             hostnet.settle(net)
             rows += bench(net, name, hostnet.specs(name, ports))
@@ -52,8 +54,10 @@ def host_rows(ports: int) -> list[hostnet.Row]:
 
 def _plug(client: httpx.Client, base: str, mac: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    r = client.post(f"{base}/v1/networks/bench/ports?wait=5",
-                    json={"owner": OWNER, "host": "bench-host", "mac": mac})
+    r = client.post(
+        f"{base}/v1/networks/bench/ports?wait=5",
+        json={"owner": OWNER, "host": "bench-host", "mac": mac},
+    )
     took = time.perf_counter() - started
     if r.status_code != 201 or r.json()["state"] != "plugged":
         raise SystemExit(f"plug failed: {r.status_code} {r.text}")
@@ -73,8 +77,13 @@ def e2e_rows(ports: int, clients: int) -> list[hostnet.Row]:
             cluster.start_control()
             cluster.start_host("bench-host", ns)
             cluster.wait_hosts_up("bench-host")
-            cluster.api.post("/v1/networks", json={"name": "bench", "bridge": {
-                "name": "vnbench0", "stp": False, "mac_table_manager": "libvirt"}})
+            cluster.api.post(
+                "/v1/networks",
+                json={
+                    "name": "bench",
+                    "bridge": {"name": "vnbench0", "stp": False, "mac_table_manager": "libvirt"},
+                },
+            )
             cluster.api.post("/v1/networks/bench/start")
             cluster.wait_network("bench")
             base = cluster.serve_http()
@@ -86,16 +95,22 @@ def e2e_rows(ports: int, clients: int) -> list[hostnet.Row]:
                 for i in range(ports):
                     serial.samples.append(_plug(client, base, hostnet.guest_mac(i))[0])
             limits = httpx.Limits(max_connections=clients)
-            with httpx.Client(headers=headers, timeout=30, limits=limits) as client, \
-                    ThreadPoolExecutor(clients) as pool:
+            with (
+                httpx.Client(headers=headers, timeout=30, limits=limits) as client,
+                ThreadPoolExecutor(clients) as pool,
+            ):
                 started = time.perf_counter()
                 macs = [hostnet.guest_mac(100_000 + i) for i in range(ports)]
                 lat = [t for t, _ in pool.map(lambda m: _plug(client, base, m), macs)]
                 wall = time.perf_counter() - started
             busy = hostnet.Row(f"POST port -> plugged ({clients} clients)", "API+Redis+worker")
             busy.samples = lat
-            rate = hostnet.Row(f"sustained: {ports / wall:.0f} plugs/s with {clients} clients",
-                               "API+Redis+worker", n=ports, span=True)
+            rate = hostnet.Row(
+                f"sustained: {ports / wall:.0f} plugs/s with {clients} clients",
+                "API+Redis+worker",
+                n=ports,
+                span=True,
+            )
             rate.batch_total = wall
             cluster.close()
             return [serial, busy, rate]
@@ -120,8 +135,7 @@ def main() -> int:
     rows += e2e_rows(args.e2e_ports, args.clients)
     hostnet.print_table(rows)
     if rows and not args.skip_host:
-        print("host targets: plug <= 1.0 ms median per port with flags + FDB; "
-              "1000 ports <= 1 s")
+        print("host targets: plug <= 1.0 ms median per port with flags + FDB; 1000 ports <= 1 s")
     print("end-to-end target: median <= 15 ms (libvirt attach-interface RPC: 13.7 ms)")
     return 0
 

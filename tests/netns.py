@@ -35,7 +35,13 @@ def new_name(tag: str = "") -> str:
 
 
 def create(tag: str = "") -> str:
-    name = new_name(tag)
+    return create_named(new_name(tag))
+
+
+def create_named(name: str) -> str:
+    """Create the test namespace ``name`` (from new_name) and return it."""
+    if not name.startswith(PREFIX):
+        raise ValueError(f"refusing to create namespace {name!r}: not a test namespace")
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, text=True)
     return name
 

@@ -129,6 +129,8 @@ class HostAgent:
         results: list[dict[str, Any]] = []
         with self._lock:
             if unplug:
+                unplug, results = self._leave_held(unplug)
+            if unplug:
                 results += _timed(self.net.unplug_many, unplug, "absent")
             if plug:
                 plug_many = partial(self.net.plug_many, check_qos=check_qos)
@@ -138,6 +140,30 @@ class HostAgent:
                     result["outbound"] = self.net.outbound_modes.get(result["tap"])
         self.send(REPORT_PORTS, host=self.host, results=results)
 
+    def _leave_held(
+        self, unplug: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Ports asked to stay if a hypervisor holds a tap open: every port of that owner
+        (domain) stays, reported "busy" with the taps in use; the rest are to unplug."""
+        careful = [p for p in unplug if p.get("keep_busy") and not p.get("netns")]
+        held = self.net.held_taps([p["tap"] for p in careful])
+        if not held:
+            return unplug, []
+        in_use: dict[str, list[str]] = {}
+        for p in careful:
+            if p["tap"] in held:
+                in_use.setdefault(_owner(p), []).append(p["tap"])
+        stay = [p for p in unplug if p.get("keep_busy") and _owner(p) in in_use]
+        busy = [
+            {
+                **_result(p, None, "busy", 0.0),
+                "error": f"tap {', '.join(sorted(in_use[_owner(p)]))} is in use: a process "
+                "(the guest's hypervisor) holds it open",
+            }
+            for p in stay
+        ]
+        return [p for p in unplug if p not in stay], busy
+
     def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
         """Make the host match the full desired state: add what is missing, drop what is ours
         and no longer wanted; devices virtnet did not create are never touched."""
@@ -146,11 +172,17 @@ class HostAgent:
         with self._lock:
             owned = self.net.owned_devices()
             leftovers = [
-                PortRef(d.name, d.owner)
+                PortRef(d.name, d.owner, kind=d.kind)
                 for d in owned
-                if d.kind == "tap" and d.name not in wanted_taps
+                if d.kind in ("tap", "veth") and d.name not in wanted_taps
             ]
-            self.net.unplug_many(leftovers)
+            # a tap a hypervisor still holds stays until it lets go (a later pass removes it)
+            held = self.net.held_taps([r.tap for r in leftovers if r.kind == "tap"])
+            self.net.unplug_many([r for r in leftovers if r.tap not in held])
+            wanted_netns = {p["netns"] for p in ports if p["present"] and p.get("netns")}
+            for name in self.net.created_namespaces():
+                if name not in wanted_netns:
+                    self.net.remove_namespace_if_unused(name)
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
@@ -173,7 +205,6 @@ class HostAgent:
             self.realise(network)
         if ports:
             self.apply_ports(ports, check_qos=True)
-
 
 
 def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
@@ -201,12 +232,20 @@ def _port_spec(port: dict[str, Any]) -> PortSpec:
         vnet_hdr=port.get("vnet_hdr", True),
         multi_queue=port.get("multi_queue", False),
         fdb=port.get("fdb", True),
+        netns=port.get("netns"),
+        guest_ifname=port.get("guest_ifname"),
+        keep_busy=port.get("keep_busy", False),
+        reuse_held=port.get("reuse_held", False),
         isolated=bool(port.get("isolated")),
         bandwidth=Bandwidth.from_dict(port.get("bandwidth")),
         floor=_floor(port),
         class_id=port.get("class_id"),
         qos=bool(port.get("qos")),
     )
+
+
+def _owner(port: dict[str, Any]) -> str:
+    return str(port.get("owner_uuid") or port["port_id"])
 
 
 def _floor(port: dict[str, Any]) -> Floor | None:

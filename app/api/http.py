@@ -17,7 +17,7 @@ from app.api.port_views import operation_view
 from app.models import Operation
 from app.services import operations
 from app.services.context import Ctx
-from app.services.errors import PreconditionFailed
+from app.services.errors import Conflict, PreconditionFailed
 
 Wait = Annotated[
     float | None,
@@ -58,8 +58,14 @@ def settle(ctx: Ctx, op: Operation, wait: float | None) -> Operation:
 
 
 def action_response(ctx: Ctx, op: Operation, wait: float | None) -> JSONResponse:
-    """An action that touches a host: 202 with its operation, or 200 once it is done."""
+    """An action that touches a host: 202 with its operation, or 200 once it is done; 409
+    when the host refused it (a tap in use), naming what it left alone."""
     op = settle(ctx, op, wait)
+    if op.state == "refused":
+        raise Conflict(
+            f"{op.error}; nothing was removed (operation {op.id}); stop the guest first, "
+            "or repeat with ?force=true"
+        )
     done = op.state in operations.FINISHED
     return JSONResponse(
         jsonable_encoder(operation_view(op)),

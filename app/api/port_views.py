@@ -43,6 +43,20 @@ def operation_view(op: Operation) -> dict[str, Any]:
     }
 
 
+def guest_device(port: Port) -> dict[str, Any]:
+    """What the guest's side needs to use the port: a hypervisor opens the tap (with these
+    flags and queues); a container finds its veth end in ``netns`` as ``guest_ifname``."""
+    spec = port.spec
+    if spec.get("netns"):
+        return {"device": "veth", "netns": spec["netns"], "guest_ifname": spec.get("guest_ifname")}
+    return {
+        "device": "tap",
+        "vnet_hdr": spec.get("vnet_hdr", True),
+        "multi_queue": spec.get("multi_queue", False),
+        "queues": spec.get("queues") or 1,
+    }
+
+
 def domain_view(domain: Domain, ports: list[Port]) -> dict[str, Any]:
     by_mac = {p.mac: p for p in ports}
     interfaces = []
@@ -50,8 +64,13 @@ def domain_view(domain: Domain, ports: list[Port]) -> dict[str, Any]:
         port = by_mac.get(interface.get("mac"))
         live = None
         if port is not None:
-            device = actual(StoredPort.of(port))
-            live = {"port_id": port.id, "state": port.state, "error": port.error, **device}
+            live = {
+                "port_id": port.id,
+                "state": port.state,
+                "error": port.error,
+                **actual(StoredPort.of(port)),
+                **guest_device(port),
+            }
         interfaces.append({**interface, "actual": live})
     return {
         **domain.definition,

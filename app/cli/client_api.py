@@ -26,7 +26,7 @@ READ_SECONDS = 30.0
 LONG_POLL_SECONDS = 10.0
 #: how often a state without a long-poll endpoint (a starting network) is read again
 REPOLL_SECONDS = 0.2
-FINISHED = frozenset({"succeeded", "failed"})
+FINISHED = frozenset({"succeeded", "failed", "refused"})
 T = TypeVar("T")
 
 
@@ -375,8 +375,8 @@ def wait_operation(api: Api, operation: Mapping[str, Any], deadline: Deadline) -
         deadline=deadline,
         describe=describe,
     )
-    if done["state"] == "failed":
+    if done["state"] in ("failed", "refused"):
         raise OperationFailed(
-            f"{describe(done)} failed: {done.get('error') or 'no reason given'}", done
+            f"{describe(done)} {done['state']}: {done.get('error') or 'no reason given'}", done
         )
     return done

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from app.cli import qemu
 from app.cli.client import Verbs, Waiting, print_document, run_action
 from app.cli.client_api import Api, api_path, read_document
 from app.cli.client_output import emit, print_table
+
+VHOST_NET = "/dev/vhost-net"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ def lifecycle(api: Api, args: argparse.Namespace) -> None:
         api,
         "POST",
         api_path("domains", args.name, action.endpoint),
+        params={"force": getattr(args, "force", False) or None},
         label=f"{action.doing} domain {args.name!r}",
         waiting=waiting,
     )
@@ -93,6 +98,7 @@ def detach_interface(api: Api, args: argparse.Namespace) -> None:
         api,
         "DELETE",
         api_path("domains", args.name, "interfaces", args.mac),
+        params={"force": args.force or None},
         label=f"detaching {args.mac} from {args.name!r}",
         waiting=waiting,
     )
@@ -116,10 +122,37 @@ def domiflist(api: Api, args: argparse.Namespace) -> None:
             live.get("bridge"),
             live.get("mac_table_manager"),
             live.get("state"),
+            guest_side(live),
         ]
 
-    headers = ["Interface", "Type", "Source", "Model", "MAC", "Bridge", "MAC table", "State"]
+    headers = [
+        *("Interface", "Type", "Source", "Model", "MAC", "Bridge", "MAC table", "State"),
+        "Guest side",
+    ]
     emit(args.json, interfaces, lambda: print_table(headers, [row(i) for i in interfaces]))
+
+
+def guest_side(live: dict[str, Any]) -> str | None:
+    """How the guest reaches the port: a container's interface in its namespace, or the
+    tap a hypervisor opens (see qemu-args)."""
+    if live.get("device") == "veth":
+        return f"{live.get('guest_ifname')} in netns {live.get('netns')}"
+    if live.get("device") == "tap":
+        queues = live.get("queues") or 1
+        return "tap" + (f", {queues} queues" if queues > 1 else "")
+    return None
+
+
+def qemu_args(api: Api, args: argparse.Namespace) -> None:
+    domain = api.call("GET", api_path("domains", args.name))
+    vhost = {"on": True, "off": False}.get(args.vhost, os.path.exists(VHOST_NET))
+    lines = qemu.arguments(domain, vhost=vhost)
+    emit(args.json, [word for line in lines for word in line], lambda: _print_lines(lines))
+
+
+def _print_lines(lines: list[list[str]]) -> None:
+    for line in lines:
+        print(" ".join(line))
 
 
 def dumpxml(api: Api, args: argparse.Namespace) -> None:
@@ -146,6 +179,10 @@ def register(verbs: Verbs) -> None:
         p = verbs.add(action.verb, lifecycle, action.help, waits=True)
         p.add_argument("name", metavar="NAME")
         p.set_defaults(lifecycle=action)
+        if action.endpoint == "stop":
+            p.add_argument(
+                "--force", action="store_true", help="also remove taps a hypervisor holds open"
+            )
     p = verbs.add("attach-interface", attach_interface, "hot-plug an interface", waits=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--type", required=True, choices=["network", "bridge"])
@@ -156,8 +193,19 @@ def register(verbs: Verbs) -> None:
     p = verbs.add("detach-interface", detach_interface, "hot-unplug an interface", waits=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--mac", required=True, help="the interface's MAC address")
+    p.add_argument("--force", action="store_true", help="even if a hypervisor holds its tap")
     p = verbs.add("domiflist", domiflist, "list a domain's interfaces and their devices")
     p.add_argument("name", metavar="NAME")
+    p = verbs.add(
+        "qemu-args", qemu_args, "print the QEMU -netdev/-device arguments of a running domain"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--vhost",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help=f"vhost=on for every tap (auto: when {VHOST_NET} exists here)",
+    )
     p = verbs.add("dumpxml", dumpxml, "print a domain as XML")
     p.add_argument("name", metavar="NAME")
     p = verbs.add("list", domain_list, "list running domains (all with --all)")

@@ -36,12 +36,23 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
             set_state(ctx, domain, "running")
     elif op.kind == "domain.start.rollback":
         set_state(ctx, domain, "shut_off", domain.error)
-    elif op.kind == "domain.stop":
-        set_state(ctx, domain, "shut_off", op.error)
+    elif op.kind in ("domain.stop", "domain.stop.paused"):
+        if op.state == "refused":  # a tap in use: the host left every interface plugged
+            # back to where it was, quietly: "stopping" was never announced either
+            domain.state = "paused" if op.kind.endswith("paused") else "running"
+        else:
+            set_state(ctx, domain, "shut_off", op.error)
     elif op.kind == "domain.suspend" and not op.error:
         set_state(ctx, domain, "paused")
     elif op.kind == "domain.resume" and not op.error:
         set_state(ctx, domain, "running")
+    elif op.kind == "domain.detach" and op.state != "refused":
+        gone = {p.mac for p in op_ports if p.state == "released"}
+        interfaces = domain.definition.get("interfaces", [])
+        domain.definition = {
+            **domain.definition,
+            "interfaces": [i for i in interfaces if i.get("mac") not in gone],
+        }
     elif op.kind == "domain.attach" and op.error:
         macs = {p.mac for p in op_ports}
         failed = [p for p in op_ports if p.state != "released"]

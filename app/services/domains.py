@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.conf.common import compact, random_mac
@@ -83,8 +84,33 @@ def _port_request(domain: Domain, interface: InterfaceDef) -> PortRequest:
         mtu=interface.mtu,
         vlan=interface.vlan,  # refused by ports.allocate: no host kernel can tag VLANs
         bandwidth=interface.bandwidth,
+        multi_queue=(interface.queues or 1) > 1,
         port_isolated=interface.port_isolated,
     )
+
+
+def _guest(domain: Domain, interface: InterfaceDef, guest_ifname: str | None) -> dict[str, Any]:
+    """The guest side of a port: a container's namespace and interface name, a VM's queues."""
+    if domain.definition.get("type") != "lxc":
+        # a VM's QEMU may still hold this interface's tap from before: the host reuses it
+        return {"reuse_held": True, **({"queues": interface.queues} if interface.queues else {})}
+    netns = domain.definition.get("netns") or domain.name
+    return {"netns": netns, "guest_ifname": interface.guest or guest_ifname}
+
+
+def _guest_names(interfaces: list[InterfaceDef], taken: set[str]) -> list[str]:
+    """eth0, eth1, ... in interface order, skipping names given explicitly or in use."""
+    taken = taken | {i.guest for i in interfaces if i.guest}
+    names, n = [], 0
+    for interface in interfaces:
+        if interface.guest:
+            names.append(interface.guest)
+            continue
+        while f"eth{n}" in taken:
+            n += 1
+        names.append(f"eth{n}")
+        taken.add(f"eth{n}")
+    return names
 
 
 def _realisable(interface: InterfaceDef) -> None:
@@ -102,7 +128,9 @@ def _realisable(interface: InterfaceDef) -> None:
         )
 
 
-def _allocate(ctx: Ctx, domain: Domain, interface: InterfaceDef) -> Port:
+def _allocate(
+    ctx: Ctx, domain: Domain, interface: InterfaceDef, guest_ifname: str | None = None
+) -> Port:
     _realisable(interface)
     network = None
     if interface.type == "network":
@@ -115,6 +143,7 @@ def _allocate(ctx: Ctx, domain: Domain, interface: InterfaceDef) -> Port:
         bridge=interface.source.bridge,
         tap=interface.target,
         domain_id=domain.id,
+        guest=_guest(domain, interface, guest_ifname),
     )
 
 
@@ -133,19 +162,27 @@ def start(ctx: Ctx, *, name: str) -> Operation:
     definition = DomainDefinition.model_validate(domain.definition)
     for interface in definition.interfaces:  # every refusal before any reservation
         _realisable(interface)
-    port_list = [_allocate(ctx, domain, i) for i in definition.interfaces]
+    names = _guest_names(definition.interfaces, set())
+    port_list = [
+        _allocate(ctx, domain, i, name)
+        for i, name in zip(definition.interfaces, names, strict=True)
+    ]
     op = _act(ctx, domain, "domain.start", port_list, present=True)
     set_state(ctx, domain, "starting" if port_list else "running")
     ctx.commit(conflict=port_lifecycle.race("a MAC address or tap name"))
     return op
 
 
-def stop(ctx: Ctx, *, name: str) -> Operation:
+def stop(ctx: Ctx, *, name: str, force: bool = False) -> Operation:
+    """Unplug every interface. Without ``force`` the host leaves them all if a hypervisor
+    holds one of the taps open, and the operation ends "refused" naming it."""
     domain = get(ctx, name)
     if domain.state not in ("running", "paused"):
         raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one stops")
     live = domain_ports(ctx, domain)
-    op = ports.unplug(ctx, live, kind="domain.stop", target=f"domain/{name}")
+    # the kind remembers a paused domain, which a refused stop leaves paused
+    kind = "domain.stop.paused" if domain.state == "paused" else "domain.stop"
+    op = ports.unplug(ctx, live, kind=kind, target=f"domain/{name}", keep_busy=not force)
     set_state(ctx, domain, "stopping" if live else "shut_off")
     ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op
@@ -185,30 +222,47 @@ def attach(ctx: Ctx, *, name: str, interface: InterfaceDef) -> Operation:
     if interface.mac in existing:
         raise Conflict(f"domain {name!r} already has an interface with MAC {interface.mac}")
     doc = compact(interface.model_dump(mode="json"))
+    try:  # the domain's own rules (guest names for containers only, distinct ones)
+        DomainDefinition.model_validate(
+            {**domain.definition, "interfaces": [*domain.definition.get("interfaces", []), doc]}
+        )
+    except ValidationError as exc:
+        raise Invalid(
+            f"interface: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from None
     domain.definition = {
         **domain.definition,
         "interfaces": [*domain.definition.get("interfaces", []), doc],
     }
     domain.revision += 1
-    port_list = [] if domain.state == "shut_off" else [_allocate(ctx, domain, interface)]
+    port_list = []
+    if domain.state != "shut_off":
+        in_use = {p.spec.get("guest_ifname") for p in domain_ports(ctx, domain)} - {None}
+        (name,) = _guest_names([interface], {n for n in in_use if n})
+        port_list = [_allocate(ctx, domain, interface, name)]
     op = _act(ctx, domain, "domain.attach", port_list, present=True)
     ctx.commit(conflict=port_lifecycle.race(f"MAC {interface.mac} or the tap name"))
     return op
 
 
-def detach(ctx: Ctx, *, name: str, mac: str) -> Operation:
+def detach(ctx: Ctx, *, name: str, mac: str, force: bool = False) -> Operation:
+    """Hot-unplug; an interface whose port is plugged leaves the definition once its host
+    removed it (a tap a hypervisor holds open stays, without ``force``)."""
     domain = get(ctx, name)
     mac = mac.lower()
     interfaces = domain.definition.get("interfaces", [])
     if mac not in [i.get("mac") for i in interfaces]:
         raise NotFound(f"domain {name!r} has no interface with MAC {mac}")
-    domain.definition = {
-        **domain.definition,
-        "interfaces": [i for i in interfaces if i.get("mac") != mac],
-    }
-    domain.revision += 1
     live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
-    op = ports.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}")
+    if not live:
+        domain.definition = {
+            **domain.definition,
+            "interfaces": [i for i in interfaces if i.get("mac") != mac],
+        }
+    domain.revision += 1
+    op = ports.unplug(
+        ctx, live, kind="domain.detach", target=f"domain/{name}", keep_busy=not force
+    )
     ctx.commit(conflict=port_lifecycle.race("the interface"))
     return op
 

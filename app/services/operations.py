@@ -9,7 +9,8 @@ from app.models import Operation, utcnow
 from app.services.context import Ctx
 from app.services.errors import NotFound
 
-FINISHED = frozenset({"succeeded", "failed"})
+#: "refused": the host left everything as it was (a tap in use, and no force)
+FINISHED = frozenset({"succeeded", "failed", "refused"})
 
 
 def begin(ctx: Ctx, *, kind: str, target: str, pending: int) -> Operation:
@@ -31,6 +32,11 @@ def finish(op: Operation, error: str | None = None) -> None:
     op.error = error
     op.pending = 0
     op.finished_at = utcnow()
+
+
+def refuse(op: Operation, error: str) -> None:
+    finish(op, error)
+    op.state = "refused"
 
 
 def get(ctx: Ctx, op_id: str) -> Operation:

@@ -41,6 +41,7 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     """A host applied ports; advance each port and the operations waiting for them."""
     stale: list[Port] = []
     touched: dict[str, Operation] = {}
+    refused: dict[str, list[str]] = {}
     for action, done in (("plug", "plugged"), ("unplug", "absent")):
         samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
         latency.observe(ctx, host=host, action=action, samples=samples)
@@ -68,9 +69,11 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
         if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
             op.pending = max(0, op.pending - 1)
             touched[op.id] = op
+            if result["state"] == "busy":
+                refused.setdefault(op.id, []).append(result.get("error") or port.tap)
     for op in touched.values():
         if op.pending == 0 and op.state == "running":
-            _finish(ctx, op)
+            _finish(ctx, op, refused.get(op.id))
     if stale:
         ports.send(ctx, stale, present=False)
     ctx.commit(conflict=race("a port being released"))
@@ -79,6 +82,10 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
 def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
     state, error = result["state"], result.get("error")
     before = port.state
+    if port.state == "unplugging" and state == "busy":
+        port.state = "plugged"  # left alone: a process holds its tap (or a sibling's) open
+        port.error = error
+        return
     if port.state == "unplugging":
         if state == "absent":
             port.state = "released"
@@ -102,11 +109,13 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
         )
 
 
-def _finish(ctx: Ctx, op: Operation) -> None:
+def _finish(ctx: Ctx, op: Operation, refused: list[str] | None = None) -> None:
     op_ports = list(ctx.db.scalars(select(Port).where(Port.operation_id == op.id)))
     failed = [p for p in op_ports if p.state == "failed" or (p.error and p.state != "plugged")]
     error = "; ".join(f"{p.tap} ({p.mac}): {p.error}" for p in failed) or None
     operations.finish(op, error)
+    if refused:
+        operations.refuse(op, "; ".join(sorted(set(refused))))
     for port in op_ports:
         port.operation_id = None
         if port.state == "released":

@@ -104,8 +104,12 @@ def allocate(
     bridge: str | None = None,
     tap: str | None = None,
     domain_id: int | None = None,
+    guest: dict[str, Any] | None = None,
 ) -> Port:
-    """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet."""
+    """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet.
+
+    ``guest`` is what the guest side needs beyond a tap: a container's namespace and
+    interface name (a veth pair then), a VM's queue count."""
     host = lock_host(ctx, request.host)
     mtm, mtu, vlan, portgroup = "kernel", request.mtu, request.vlan, None
     live, pg = None, None
@@ -156,6 +160,7 @@ def allocate(
                 bandwidth=bandwidth,
                 isolated=isolated,
             ),
+            **(guest or {}),
         },
         state="plugging",
         generation=1,
@@ -169,6 +174,7 @@ def host_port(port: Port, *, present: bool = True) -> dict[str, Any]:
     """The whole desired state of one port on its host."""
     return {
         "port_id": port.id,
+        "owner_uuid": port.owner_uuid,
         "generation": port.generation,
         "present": present,
         "tap": port.tap,
@@ -189,10 +195,16 @@ def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
         ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
 
 
-def unplug(ctx: Ctx, port_list: list[Port], *, kind: str, target: str) -> Operation:
-    """Start unplugging ``port_list``; each row is released when its host confirms."""
+def unplug(
+    ctx: Ctx, port_list: list[Port], *, kind: str, target: str, keep_busy: bool = False
+) -> Operation:
+    """Start unplugging ``port_list``; each row is released when its host confirms.
+
+    ``keep_busy``: the host leaves every port alone if one of them is a tap a process holds
+    open, and the operation ends "refused" naming it (a stop or unplug without force)."""
     op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
     for port in port_list:
+        port.spec = {**port.spec, "keep_busy": keep_busy}
         port.state = "unplugging"
         port.generation += 1
         port.operation_id = op.id

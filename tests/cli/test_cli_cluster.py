@@ -35,7 +35,7 @@ def test_verbs_wait_for_hosts_and_report_a_failed_operation(
     info, iflist = virtnet.each(["net-info", "lab"], ["domiflist", "vm1"])
     assert fields(info.out)["Host h1"] == "active" and fields(info.out)["Host h2"] == "active"
     assert table(iflist.out)[1] == [
-        ["vnet0", "network", "lab", "-", "52:54:00:c1:00:01", "vnclab0", "kernel", "plugged"]
+        ["vnet0", "network", "lab", "-", "52:54:00:c1:00:01", "vnclab0", "kernel", "plugged", "tap"]
     ]
 
     # a bridge that does not exist on h1: the host refuses, the operation fails, exit 1

@@ -6,7 +6,10 @@ import httpx
 
 from tests.cli.conftest import Virtnet, WriteFile, add_host, table
 
-IFLIST_HEADER = ["Interface", "Type", "Source", "Model", "MAC", "Bridge", "MAC table", "State"]
+IFLIST_HEADER = [
+    *("Interface", "Type", "Source", "Model", "MAC", "Bridge", "MAC table", "State"),
+    "Guest side",
+]
 
 
 def test_domain_lifecycle_and_interfaces_while_shut_off(
@@ -20,7 +23,7 @@ def test_domain_lifecycle_and_interfaces_while_shut_off(
         "--mac", "52:54:00:00:00:AA", "--model", "virtio", "--target", "guest0",
     )  # fmt: skip
     assert attached.out == "Interface attached successfully\n"
-    row = ["guest0", "network", "lab", "virtio", "52:54:00:00:00:aa", "-", "-", "-"]
+    row = ["guest0", "network", "lab", "virtio", "52:54:00:00:00:aa", "-", "-", "-", "-"]
     assert table(virtnet.ok("domiflist", "vm1").out) == (IFLIST_HEADER, [row])
     detached = virtnet.ok("detach-interface", "vm1", "--mac", "52:54:00:00:00:aa")
     assert detached.out == "Interface detached successfully\n"
@@ -62,7 +65,7 @@ def test_starting_a_domain_whose_host_has_no_worker(
     assert again.code == 1 and again.err == "error: domain 'vm2' is starting, not shut_off\n"
     assert [d["status"]["state"] for d in listing.json()] == ["starting"]
     assert table(iflist.out)[1] == [
-        ["vnet0", "network", "lab", "-", "52:54:00:00:00:bb", "virbr0", "kernel", "plugging"]
+        ["vnet0", "network", "lab", "-", "52:54:00:00:00:bb", "virbr0", "kernel", "plugging", "tap"]
     ]
     assert shutdown.code == 1 and "only a running or paused one stops" in shutdown.err
 

@@ -369,3 +369,75 @@ def test_a_hostile_document_in_the_json_xml_field_is_refused(
     body["xml"] = "<network/>"
     assert_problem(client.post("/v1/domains", json=body), 422, "xml", "<domain>")
     assert domains_stored(api_settings) == []
+
+
+LXC = b"""<domain type='lxc' xmlns:lxc='http://libvirt.org/schemas/domain/lxc/1.0'>
+  <name>web</name>
+  <memory unit='MiB'>64</memory>
+  <os>
+    <type>exe</type>
+    <init>/bin/sh</init>
+  </os>
+  <devices>
+    <interface type='network'>
+      <mac address='52:54:00:00:00:01'/>
+      <source network='n'/>
+      <guest dev='lan0'/>
+    </interface>
+    <interface type='network'>
+      <mac address='52:54:00:00:00:02'/>
+      <source network='n'/>
+    </interface>
+  </devices>
+  <lxc:namespace>
+    <lxc:sharenet type='netns' value='red'/>
+  </lxc:namespace>
+</domain>
+"""
+
+
+def test_an_lxc_domain_maps_onto_a_container_and_comes_back_unchanged() -> None:
+    d = domain_from_xml(LXC, "h")
+    assert (d.type, d.netns) == ("lxc", "red")
+    assert [(i.mac, i.guest) for i in d.interfaces] == [
+        ("52:54:00:00:00:01", "lan0"),
+        ("52:54:00:00:00:02", None),
+    ]
+    doc = d.model_dump(mode="json")
+    assert domain_to_xml(doc, []) == LXC.decode()
+    # JSON changes are written back in libvirt's form
+    doc["netns"] = "blue"
+    doc["interfaces"][1]["guest"] = "lan1"
+    out = domain_to_xml(doc, [])
+    assert "<lxc:sharenet type='netns' value='blue'/>" in out and "<guest dev='lan1'/>" in out
+    doc["netns"] = None
+    assert "lxc:" not in domain_to_xml(doc, []).split("<devices>")[1]
+
+
+def test_vm_queues_come_from_the_driver_element() -> None:
+    raw = domain(
+        "<interface type='network'><mac address='52:54:00:00:00:01'/><source network='n'/>"
+        "<driver name='vhost' queues='4'/></interface>"
+    )
+    d = domain_from_xml(raw, "h")
+    assert d.interfaces[0].queues == 4
+    doc = d.model_dump(mode="json")
+    doc["interfaces"][0]["queues"] = None
+    assert "<driver name='vhost'/>" in domain_to_xml(doc, [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "message"),
+    [
+        (
+            LXC.replace(b"type='netns'", b"type='name'"),
+            "/domain/lxc:namespace/lxc:sharenet",
+            "type='netns'",
+        ),
+        (LXC.replace(b"type='lxc'", b"type='kvm'"), "netns", "for containers (type lxc)"),
+    ],
+)
+def test_container_only_parts_are_refused_elsewhere(raw: bytes, where: str, message: str) -> None:
+    problem = refusal(raw)
+    text = str(problem.errors)
+    assert where in text and message in text, text

@@ -13,7 +13,6 @@ from .errors import KernelError
 from .qos import (
     FIRST_FLOOR_CLASS,
     IFB,
-    INGRESS,
     KBYTE,
     POLICE,
     ROOT,
@@ -31,8 +30,7 @@ def _average(rate: Rate | None) -> int | None:
 
 
 def _egress_matches(tc: Tc, index: int, rate: Rate | None, hierarchical: bool) -> bool:
-    qdiscs = tc.qdiscs(index)
-    ours = ROOT in qdiscs and qdiscs[ROOT].get_attr("TCA_KIND") == "htb"
+    ours = tc.root_kind(index) == "htb"
     if not _average(rate):
         return not ours
     assert rate is not None and rate.average
@@ -49,11 +47,11 @@ def _egress_matches(tc: Tc, index: int, rate: Rate | None, hierarchical: bool) -
 
 def _ingress_mode(tc: Tc, index: int, owner: str, rate: Rate | None) -> tuple[bool, str | None]:
     """Whether the ingress side is as wanted, and how it is limited."""
-    has_ingress = INGRESS in tc.qdiscs(index)
+    has_ingress = bool(tc.ingress_filters(index))
     if not _average(rate):
         return not has_ingress and not tc.index(ifb_name(owner)), None
     assert rate is not None and rate.average
-    if not has_ingress or not list(tc.ipr.get_filters(index=index, parent=INGRESS)):
+    if not has_ingress:
         return False, None
     ifb = tc.index(ifb_name(owner))
     if not ifb:
@@ -117,23 +115,27 @@ def ensure_bridge(tc: Tc, bridge: str, owner: str, bandwidth: Bandwidth | None) 
     return mode
 
 
-def floor_classes(tc: Tc, index: int) -> dict[int, int]:
+def floor_classes(
+    tc: Tc, index: int, classes: dict[int, tuple[int, int, int]] | None = None
+) -> dict[int, int]:
     """class id -> floor (kilobytes per second) of every floor class on a bridge."""
+    classes = tc.htb_classes(index) if classes is None else classes
     return {
         handle & 0xFFFF: rate // KBYTE
-        for handle, (parent, rate, _ceil) in tc.htb_classes(index).items()
+        for handle, (parent, rate, _ceil) in classes.items()
         if parent == class_handle(1) and handle & 0xFFFF >= FIRST_FLOOR_CLASS
     }
 
 
-def _share_rest(tc: Tc, index: int) -> None:
-    """Class 1:2 (every port without a floor) gets what the floors leave of the limit."""
-    classes = tc.htb_classes(index)
+def _share_rest(tc: Tc, index: int, classes: dict[int, tuple[int, int, int]] | None = None) -> None:
+    """Class 1:2 (every port without a floor) gets what the floors leave of the limit.
+    ``classes``, when given, is the bridge's classes as they are now (one dump fewer)."""
+    classes = tc.htb_classes(index) if classes is None else classes
     one, two = classes.get(class_handle(1)), classes.get(class_handle(2))
     if one is None or two is None:
         return
     average, top = one[1] // KBYTE, one[2] // KBYTE
-    floors = sum(floor_classes(tc, index).values())
+    floors = sum(floor_classes(tc, index, classes).values())
     rate = top - floors if floors else average
     if two[1] != max(rate, 1) * KBYTE:
         tc.update_rate(index, 2, rate, top, average)
@@ -150,11 +152,19 @@ def ensure_floor(tc: Tc, bridge: str, floor: Floor) -> None:
             errno.EOPNOTSUPP,
         )
     ceil = one[2]
-    have = classes.get(class_handle(floor.class_id))
-    if have != (class_handle(1), floor.floor * KBYTE, ceil) or not _has_filter(tc, index, floor):
-        tc.unplug_floor(index, floor.class_id)
-        tc.plug_floor(index, floor, ceil // KBYTE)
-    _share_rest(tc, index)
+    handle = class_handle(floor.class_id)
+    wanted = (class_handle(1), floor.floor * KBYTE, ceil)
+    have = classes.get(handle)
+    if have != wanted or not _has_filter(tc, index, floor):
+        if have is not None:
+            tc.unplug_floor(index, floor.class_id)
+        try:
+            tc.plug_floor(index, floor, ceil // KBYTE)
+        except KernelError:  # a stale filter or leaf without its class: clear, try again
+            tc.unplug_floor(index, floor.class_id)
+            tc.plug_floor(index, floor, ceil // KBYTE)
+        classes[handle] = wanted
+    _share_rest(tc, index, classes)
 
 
 def _has_filter(tc: Tc, index: int, floor: Floor) -> bool:
@@ -169,10 +179,12 @@ def remove_floors(
     index = tc.index(bridge)
     if not index:
         return []
-    present = set(floor_classes(tc, index))
+    classes = tc.htb_classes(index)
+    present = set(floor_classes(tc, index, classes))
     doomed = present & class_ids if class_ids is not None else present - (keep or set())
     for class_id in sorted(doomed):
         tc.unplug_floor(index, class_id)
+        classes.pop(class_handle(class_id), None)
     if doomed:
-        _share_rest(tc, index)
+        _share_rest(tc, index, classes)
     return sorted(doomed)

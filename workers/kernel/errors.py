@@ -64,3 +64,8 @@ def from_errno(
     if code == errno.EOPNOTSUPP:
         return KernelError(f"{text}; this kernel does not support it", code)
     return KernelError(text, code)
+
+
+class TapBusy(KernelError):
+    """A tap that a process (a hypervisor) holds open was not removed: the request said to
+    leave such taps alone."""

@@ -196,6 +196,17 @@ class FakeHostNet:
     def remove_ifb(self, owner: str) -> bool:
         return False
 
+    # -- guests: no process holds a fake tap, and the fake makes no namespaces
+
+    def held_taps(self, names: Sequence[str]) -> set[str]:
+        return set()
+
+    def created_namespaces(self) -> list[str]:
+        return []
+
+    def remove_namespace_if_unused(self, name: str) -> bool:
+        return False
+
     def _plug(self, spec: PortSpec) -> None:
         what = f"plugging tap {spec.tap}"
         links.check_ifname(spec.tap, what)

@@ -10,7 +10,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from . import bandwidth as bw
-from . import bridges, links, nlsock, ports
+from . import bridges, guestns, links, nlsock, ports, tapuse, veth
 from .errors import KernelError, from_errno
 from .nsexec import NamespaceRunner, tun_openable
 from .qos import Tc
@@ -46,10 +46,23 @@ class HostNet:
         self._tc: Tc | None = None
         #: how each port's outbound limit was last made ('police', 'ifb'), by device name
         self.outbound_modes: dict[str, str | None] = {}
+        self._ipr: IPRoute | None = None  # pyroute2, for veth pairs and namespaces
+
+    @property
+    def host_netns(self) -> str:
+        return self.netns or ""
+
+    def _pyroute2(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        return self._ipr
 
     # -- lifecycle
 
     def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
         if self._tc is not None:
             self._tc.close()
         self._sock.close()
@@ -111,7 +124,7 @@ class HostNet:
     # -- ports
 
     def plug(self, spec: PortSpec) -> None:
-        error = ports.plug_many(self._sock, self._runner, [spec])[0]
+        error = self.plug_many([spec])[0]
         if error is not None:
             raise error
 
@@ -123,7 +136,7 @@ class HostNet:
         ``check_qos`` (reconcile) compares every port's qdiscs, also of ports that never
         had bandwidth; otherwise only ports with (or once with) bandwidth are looked at.
         """
-        errors: list[Exception | None] = list(ports.plug_many(self._sock, self._runner, specs))
+        errors = self._plug_devices(specs)
         for pos, spec in enumerate(specs):
             if errors[pos] is None and (check_qos or spec.qos or spec.bandwidth or spec.class_id):
                 try:
@@ -174,6 +187,30 @@ class HostNet:
     def remove_ifb(self, owner: str) -> bool:
         return self.tc.remove_ifb(owner)
 
+    def _plug_devices(self, specs: Sequence[PortSpec]) -> list[Exception | None]:
+        """Taps in one batch; a container's veth pairs one by one (rarer, and each touches
+        its own namespace)."""
+        results: list[Exception | None] = [None] * len(specs)
+        taps = [(i, s) for i, s in enumerate(specs) if s.kind == "tap"]
+        tapuse.reuse_held(self._sock, [s for _, s in taps if s.reuse_held])
+        for (i, _), error in zip(
+            taps, ports.plug_many(self._sock, self._runner, [s for _, s in taps]), strict=True
+        ):
+            results[i] = error
+        for i, spec in enumerate(specs):
+            if spec.kind == "veth":
+                results[i] = self._guarded(veth.plug, self._sock, self._pyroute2(), spec)
+        return results
+
+    def _guarded(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args, self.host_netns)
+        except KernelError as exc:
+            return exc
+        except OSError as exc:  # pyroute2's NetlinkError is one
+            code = getattr(exc, "code", None) or exc.errno or 5
+            return from_errno(code, f"{fn.__module__.rsplit('.', 1)[-1]} {args[-1].tap}")
+
     def unplug(
         self, tap: str, owner: str, bridge: str | None = None, guest_mac: str | None = None
     ) -> bool:
@@ -185,7 +222,7 @@ class HostNet:
     def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]:
         """Unplug many ports; True (removed), False (already gone) or the error, per port.
         A port's floor class on the bridge and its IFB device go with it."""
-        results: list[bool | Exception] = list(ports.unplug_many(self._sock, refs))
+        results = self._unplug_devices(refs)
         for pos, ref in enumerate(refs):
             if isinstance(results[pos], Exception):
                 continue
@@ -198,6 +235,30 @@ class HostNet:
                 results[pos] = exc
             self.outbound_modes.pop(ref.tap, None)
         return results
+
+    def _unplug_devices(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]:
+        results: list[bool | Exception] = [False] * len(refs)
+        taps = [(i, r) for i, r in enumerate(refs) if r.kind == "tap"]
+        for (i, _), result in zip(
+            taps, ports.unplug_many(self._sock, [r for _, r in taps]), strict=True
+        ):
+            results[i] = result
+        for i, ref in enumerate(refs):
+            if ref.kind == "veth":
+                results[i] = self._guarded(veth.unplug, self._sock, ref)
+        return results
+
+    def held_taps(self, names: Sequence[str]) -> set[str]:
+        """Taps a process (a hypervisor) holds open."""
+        return tapuse.held(self._sock, names) if names else set()
+
+    # -- containers' namespaces
+
+    def created_namespaces(self) -> list[str]:
+        return guestns.created(self.host_netns)
+
+    def remove_namespace_if_unused(self, name: str) -> bool:
+        return guestns.remove_if_unused(name, self.host_netns)
 
     def set_fdb(self, bridge: str, tap: str, guest_mac: str, present: bool) -> None:
         ports.set_fdb(self._sock, bridge, tap, guest_mac, present)

@@ -70,8 +70,15 @@ class Tc:
         found = self.ipr.link_lookup(ifname=name)
         return int(found[0]) if found else 0
 
-    def qdiscs(self, index: int) -> dict[int, Any]:
-        return {int(q["handle"]): q for q in self.ipr.get_qdiscs(index=index)}
+    def root_kind(self, index: int) -> str | None:
+        """The kind of the device's root qdisc, from the link itself: a qdisc dump would
+        list every device's qdiscs (the kernel does not filter that dump by device)."""
+        links = self.ipr.link("get", index=index)
+        return links[0].get_attr("IFLA_QDISC") if links else None
+
+    def ingress_filters(self, index: int) -> list[Any]:
+        """The filters on the device's ingress qdisc (none without one): a per-device dump."""
+        return list(self.ipr.get_filters(index=index, parent=INGRESS))
 
     def htb_classes(self, index: int) -> dict[int, tuple[int, int, int]]:
         """classid -> (parent, rate, ceil) in bytes per second."""

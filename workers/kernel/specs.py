@@ -96,6 +96,17 @@ class PortSpec:
     fdb: bool = True
     """Only with mac_table_manager "libvirt": False keeps the port plugged without its static
     FDB entry (a paused guest)."""
+    netns: str | None = None
+    """A container's port: a veth pair whose guest end lives in this network namespace
+    (a name under /var/run/netns); None for a VM's tap."""
+    guest_ifname: str | None = None
+    """The veth guest end's name inside ``netns`` (eth0, eth1, ...)."""
+    keep_busy: bool = False
+    """On unplug: leave a tap that a process holds open (it has carrier) and fail instead."""
+    reuse_held: bool = False
+    """On plug: take over this guest's tap from an earlier run if a process still holds it
+    (see tapuse.reuse_held)."""
+
     isolated: bool = False
     """The bridge port's ``isolated`` flag (libvirt's <port isolated='yes'/>)."""
     bandwidth: Bandwidth | None = None
@@ -107,6 +118,10 @@ class PortSpec:
     """The port has had bandwidth settings: compare and clear them even when none are wanted
     now (ports that never had any skip the tc look-ups)."""
 
+    @property
+    def kind(self) -> str:
+        return "veth" if self.netns else "tap"
+
 
 @dataclass(frozen=True)
 class PortRef:
@@ -116,6 +131,9 @@ class PortRef:
     owner: str
     bridge: str | None = None
     guest_mac: str | None = None
+    kind: str = "tap"
+    """'tap' or 'veth' (a container's host end)."""
+    keep_busy: bool = False
     class_id: int | None = None
 
 

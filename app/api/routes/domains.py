@@ -155,9 +155,17 @@ def start_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSON
     return action_response(ctx, domains.start(ctx, name=name), wait)
 
 
+Force = Annotated[
+    bool,
+    Query(description="also remove taps a hypervisor holds open (without: 409 naming them)"),
+]
+
+
 @router.post("/{name}/stop", status_code=202)
-def stop_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
-    return action_response(ctx, domains.stop(ctx, name=name), wait)
+def stop_domain(
+    name: str, ctx: CtxDep, _: Operator, wait: Wait = None, force: Force = False
+) -> JSONResponse:
+    return action_response(ctx, domains.stop(ctx, name=name, force=force), wait)
 
 
 @router.post("/{name}/suspend", status_code=202)
@@ -195,6 +203,6 @@ def update_interface(
 
 @router.delete("/{name}/interfaces/{mac}", status_code=202)
 def detach_interface(
-    name: str, mac: str, ctx: CtxDep, _: Operator, wait: Wait = None
+    name: str, mac: str, ctx: CtxDep, _: Operator, wait: Wait = None, force: Force = False
 ) -> JSONResponse:
-    return action_response(ctx, domains.detach(ctx, name=name, mac=mac), wait)
+    return action_response(ctx, domains.detach(ctx, name=name, mac=mac, force=force), wait)

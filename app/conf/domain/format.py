@@ -22,7 +22,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
-from app.conf.domain.parse import INTERFACE_ORDER, memory_kib, read_interface
+from app.conf.domain.parse import INTERFACE_ORDER, LXC_NS, memory_kib, read_interface
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
 from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
 from app.conf.port.actual import StoredPort, actual
@@ -73,9 +73,36 @@ def _kib(element: etree._Element | None) -> int | None:
     return memory_kib(Node(copy.deepcopy(element), "", (), found))
 
 
+def _patch_sharenet(root: etree._Element, netns: str | None) -> None:
+    """<lxc:namespace><lxc:sharenet type='netns' value=.../>, libvirt's way of saying it."""
+    namespace = root.find(f"{{{LXC_NS}}}namespace")
+    share = None if namespace is None else namespace.find(f"{{{LXC_NS}}}sharenet")
+    if netns is None:
+        if share is not None and share.get("type") == "netns":
+            remove(share)
+            assert namespace is not None
+            if not len(namespace):
+                remove(namespace)
+        return
+    if share is not None and share.get("value") == netns:
+        return
+    if namespace is None:  # libvirt prints it last, its xmlns on the root
+        text = (
+            f"<lxc:namespace xmlns:lxc='{LXC_NS}'>\n{INDENT * 2}"
+            f"<lxc:sharenet type='netns' value='{netns}'/>\n{INDENT}</lxc:namespace>"
+        )
+        insert(root, element(text), DOMAIN_ORDER)
+        return
+    if share is None:
+        share = etree.SubElement(namespace, f"{{{LXC_NS}}}sharenet")
+    share.set("type", "netns")
+    share.set("value", netns)
+
+
 def _patch_domain(root: etree._Element, d: DomainDefinition) -> None:
     if root.get("type") != d.type:
         root.set("type", d.type)
+    _patch_sharenet(root, d.netns)
     _set_text(root, "name", d.name)
     _set_text(root, "uuid", None if d.uuid is None else str(d.uuid))
     _set_text(root, "description", d.description)
@@ -154,6 +181,16 @@ def _source(el: etree._Element, value: Any) -> None:
         remove(source)
 
 
+def _queues(el: etree._Element, value: Any) -> None:
+    driver = el.find("driver")
+    if value is not None:
+        _child(el, "driver", INTERFACE_ORDER).set("queues", str(value))
+    elif driver is not None:
+        driver.attrib.pop("queues", None)
+        if not len(driver.attrib) and not len(driver):
+            remove(driver)
+
+
 #: how each InterfaceDef field is written into an <interface> element
 EDITORS: dict[str, Editor] = {
     "mac": _attr_child("mac", "address"),
@@ -161,6 +198,8 @@ EDITORS: dict[str, Editor] = {
     "model": _attr_child("model", "type"),
     "target": _attr_child("target", "dev"),
     "mtu": _attr_child("mtu", "size"),
+    "guest": _attr_child("guest", "dev"),
+    "queues": _queues,
     "vlan": _printed("vlan", print_vlan, Vlan),
     "bandwidth": _printed("bandwidth", print_bandwidth, Bandwidth),
     "port_isolated": _yes_no_child("port", "isolated"),
@@ -215,6 +254,8 @@ def _live(el: etree._Element, want: InterfaceDef, port: StoredPort | None, statu
             if manager:
                 source.set("macTableManager", manager)
     _child(el, "target", INTERFACE_ORDER).set("dev", device["tap"])
+    if port.spec.get("guest_ifname"):  # a container's end of the veth pair
+        _child(el, "guest", INTERFACE_ORDER).set("dev", port.spec["guest_ifname"])
 
 
 def _patch_interfaces(

@@ -64,6 +64,18 @@ class InterfaceDef(Strict):
     model: str | None = Field(default=None, max_length=32)
     mtu: int | None = Field(default=None, ge=68, le=65535)
     target: IfName | None = None
+    guest: IfName | None = Field(
+        default=None,
+        description="a container's (type lxc) name for this interface inside its namespace "
+        "(libvirt's <guest dev=.../>); default eth0, eth1, ... in interface order",
+    )
+    queues: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="a VM's queue count (libvirt's <driver queues=.../>): more than 1 makes "
+        "the tap multiqueue",
+    )
     vlan: Vlan | None = None
     bandwidth: Bandwidth | None = None
     port_isolated: bool | None = None
@@ -109,6 +121,11 @@ class DomainDefinition(Strict):
     description: str | None = None
     metadata: dict[str, Any] | None = None
     interfaces: list[InterfaceDef] = Field(default_factory=list, max_length=1023)
+    netns: Name | None = Field(
+        default=None,
+        description="type lxc: the container's network namespace (default: the domain's name); "
+        "an existing one is used as it is, a missing one is created at start and removed at stop",
+    )
     xml: DomainXml | None = Field(
         default=None,
         description="the libvirt <domain> document this definition was defined from, kept "
@@ -126,4 +143,11 @@ class DomainDefinition(Strict):
         targets = [i.target for i in self.interfaces if i.target]
         if len(targets) != len(set(targets)):
             raise ValueError("two interfaces of one domain cannot share a target device")
+        guests = [i.guest for i in self.interfaces if i.guest]
+        if len(guests) != len(set(guests)):
+            raise ValueError("two interfaces of one container cannot share a guest name")
+        if self.type != "lxc" and (self.netns is not None or guests):
+            raise ValueError("netns and interfaces' guest names are for containers (type lxc)")
+        if self.type == "lxc" and any(i.queues for i in self.interfaces):
+            raise ValueError("queues are for virtual machines' taps, not containers' veths")
         return self

@@ -36,6 +36,8 @@ INTERFACE_ORDER = (
     *("backend", "filterref", "tune", "teaming", "link", "mtu", "coalesce", "rom", "boot"),
     *("alias", "address", "acpi"),
 )
+#: libvirt's LXC namespace (<lxc:namespace><lxc:sharenet type='netns' value=.../>)
+LXC_NS = "http://libvirt.org/schemas/domain/lxc/1.0"
 #: the name libvirt gives a tap it creates; such a target is live state, not configuration
 GENERATED_TAP = "vnet"
 #: attributes of a network interface's <source> that only a running domain shows
@@ -108,6 +110,10 @@ def read_interface(node: Node) -> Doc:
     _source(node, iface, kind)
     _single(node, iface, "model", "type", "model")
     _single(node, iface, "mtu", "size", "mtu", uint)
+    _single(node, iface, "guest", "dev", "guest")  # a container's name for it
+    driver = node.child("driver", (*node.loc, "queues"))
+    if driver is not None:
+        put(iface, "queues", driver.attr("queues", uint, loc=(*node.loc, "queues")))
     target = node.child("target", (*node.loc, "target"))
     if target is not None:
         dev = target.attr("dev", loc=(*node.loc, "target"))
@@ -124,6 +130,19 @@ def read_interface(node: Node) -> Doc:
         remove(actual.element)
     node.rest()  # the rest of the interface is kept as written
     return iface
+
+
+def _sharenet(root: Node, doc: Doc) -> None:
+    """A container sharing an existing network namespace: virtnet's ``netns``."""
+    namespace = root.child(f"{{{LXC_NS}}}namespace")
+    share = namespace.child(f"{{{LXC_NS}}}sharenet", ("netns",)) if namespace else None
+    if share is None:
+        return
+    kind = share.attr("type", loc=("netns",), required=True)
+    if kind not in (None, "netns"):
+        share.fail(f"virtnet shares a named network namespace (type='netns'), not {kind!r}")
+        return
+    put(doc, "netns", share.attr("value", loc=("netns",), required=True))
 
 
 def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
@@ -154,6 +173,7 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
             doc["vcpus"] = uint(text)
         except ValueError as exc:
             vcpu.fail(f"{text!r}: {exc}")
+    _sharenet(root, doc)
     devices = root.child("devices", ("interfaces",))
     if devices is not None:
         nodes = devices.children("interface", ("interfaces",))
