@@ -24,6 +24,7 @@ REMOVE_NETWORK = "virtnet.host.remove_network"
 RECONCILE_HOST = "virtnet.host.reconcile"
 APPLY_PORTS = "virtnet.host.apply_ports"
 REPORT_PORTS = "virtnet.control.report_ports"
+REPORT_LEASES = "virtnet.control.report_leases"
 
 
 def host_queue(host: str) -> str:

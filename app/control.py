@@ -12,6 +12,7 @@ from app.celery_app import (
     CONTROL_QUEUE,
     HEARTBEAT,
     HEARTBEAT_QUEUE,
+    REPORT_LEASES,
     REPORT_PORTS,
     REPORT_REALISATION,
     make_celery,
@@ -44,6 +45,13 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 worker_id=worker_id,
                 capabilities=capabilities,
                 registering=registering,
+            )
+
+    @celery.task(name=REPORT_LEASES, ignore_result=True)
+    def report_leases(host: str, network_id: int, leases: list[dict[str, Any]]) -> None:
+        with sessions() as session:
+            realisation.record_leases(
+                ctx_for(session), host=host, network_id=network_id, leases=leases
             )
 
     @celery.task(name=REPORT_REALISATION, ignore_result=True)

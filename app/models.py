@@ -66,6 +66,8 @@ class Realisation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     generation: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: the DHCP leases the host's dnsmasq holds for this network, as the host last reported
+    leases: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
 
 
 class Host(Base):

@@ -12,6 +12,8 @@ from workers.kernel import HostNet
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
+#: how often the worker checks that each network's dnsmasq still runs
+SUPERVISE_SECONDS = 0.5
 
 
 def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
@@ -25,6 +27,14 @@ def _heartbeats(agent: HostAgent, every: float, stop: threading.Event) -> None:
         stop.wait(every)
 
 
+def _supervise(agent: HostAgent, stop: threading.Event) -> None:
+    while not stop.wait(SUPERVISE_SECONDS):
+        try:
+            agent.watch()
+        except Exception:  # the next round retries; a failing restart must not end the loop
+            log.exception("supervising dnsmasq failed")
+
+
 def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
     from app.conf.common import HOST_NAME_RE
 
@@ -34,11 +44,13 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
     celery = make_celery(settings)
+    state_dir = settings.state_dir / "hosts" / name
     agent = HostAgent(
-        network=lambda: HostNet(netns),
+        network=lambda: HostNet(netns, state_dir),
         send=task_sender(celery),
         host=name,
         worker_id=uuid.uuid4().hex,
+        state_dir=state_dir,
     )
     agent.probe()
     register_host_tasks(celery, agent)
@@ -50,6 +62,7 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         daemon=True,
     )
     beat.start()
+    threading.Thread(target=_supervise, args=(agent, stop), name="supervise", daemon=True).start()
     try:
         celery.worker_main(
             [

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -19,9 +20,11 @@ from app.celery_app import (
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_LEASES,
     REPORT_PORTS,
     REPORT_REALISATION,
 )
+from workers import network_services
 from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
 from workers.kernel.specs import Bandwidth, Floor
@@ -47,9 +50,13 @@ class HostAgent:
         send: Sender,
         host: str,
         worker_id: str,
+        state_dir: Path | None = None,
     ) -> None:
         self.host, self.worker_id = host, worker_id
         self._open_network, self._send = network, send
+        self.state_dir = state_dir
+        #: networks with a dnsmasq here: uuid -> [network id, lease file stamp last reported]
+        self._lease_watch: dict[str, list[Any]] = {}
         self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
@@ -94,6 +101,8 @@ class HostAgent:
                     self.net.check_bridge(network["bridge"])
                 else:
                     result = self.net.ensure_bridge(_bridge_spec(network))
+                    network_services.realise(self.net, network)
+                    self._watch_leases(network)
                     self.net.ensure_bridge_bandwidth(
                         network["bridge"],
                         network["uuid"],
@@ -118,9 +127,33 @@ class HostAgent:
     def remove(self, network: dict[str, Any]) -> None:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
+        self._lease_watch.pop(network["uuid"], None)
         with self._lock:
+            network_services.remove(self.net, network)
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
             self.net.remove_ifb(network["uuid"])
+
+    def watch(self) -> None:
+        """Restart any dnsmasq of an active network that died (called every half second)."""
+        if self.state_dir is None:
+            return
+        supervisor = self.net.dnsmasq
+        if supervisor is None:
+            return
+        for key in supervisor.watch():
+            log.warning("dnsmasq of network %s had died: restarted", key)
+        for key, watched in list(self._lease_watch.items()):
+            stamp = supervisor.leases_stamp(key)
+            if stamp != watched[1]:
+                watched[1] = stamp
+                leases = [network_services.lease_view(x) for x in supervisor.leases(key)]
+                self.send(REPORT_LEASES, host=self.host, network_id=watched[0], leases=leases)
+
+    def _watch_leases(self, network: dict[str, Any]) -> None:
+        if network.get("dnsmasq"):
+            self._lease_watch.setdefault(network["uuid"], [network["network_id"], -1.0])
+        else:
+            self._lease_watch.pop(network["uuid"], None)
 
     def apply_ports(self, ports: list[dict[str, Any]], *, check_qos: bool = False) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""
@@ -186,6 +219,7 @@ class HostAgent:
             for device in owned:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
+            network_services.reconcile(self.net, networks)
             wanted_owners = {p["port_id"] for p in ports if p["present"]}
             wanted_owners |= {n["uuid"] for n in networks}
             try:

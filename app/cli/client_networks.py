@@ -194,6 +194,49 @@ def net_port_delete(api: Api, args: argparse.Namespace) -> None:
     emit(args.json, operation, f"Network port {args.port_id} {deleted}")
 
 
+def net_update(api: Api, args: argparse.Namespace) -> None:
+    """virsh net-update NETWORK COMMAND SECTION XML: the XML is a file or the element itself."""
+    text = args.xml
+    if not text.lstrip().startswith("<"):
+        text = read_document(args.xml).content.decode()
+    body: dict[str, Any] = {"command": args.command, "section": args.section, "xml": text}
+    if args.parent_index is not None:
+        body["parent_index"] = args.parent_index
+    if args.live:
+        body["live"] = True
+    if args.config:
+        body["config"] = True
+    if args.live and not args.config:
+        body["config"] = False
+    if args.config and not args.live:
+        body["live"] = False
+    network = api.call("POST", api_path("networks", args.name, "update"), body=body)
+    emit(args.json, network, f"Updated network {args.name}")
+
+
+def net_dhcp_leases(api: Api, args: argparse.Namespace) -> None:
+    params = {"mac": args.mac} if args.mac else None
+    leases = api.call("GET", api_path("networks", args.name, "dhcp-leases"), params=params)
+    emit(
+        args.json,
+        leases,
+        lambda: print_table(
+            ["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Host"],
+            [
+                [
+                    lease["expiry"] or "never",
+                    lease["mac"] or "-",
+                    lease["type"],
+                    lease["ip"],
+                    lease["hostname"] or "-",
+                    lease["host"],
+                ]
+                for lease in leases
+            ],
+        ),
+    )
+
+
 def register(verbs: Verbs) -> None:
     file_help = "a network definition: libvirt <network> XML, or JSON (told apart by content)"
     p = verbs.add("net-define", net_define, "define a persistent network from a file")
@@ -217,6 +260,17 @@ def register(verbs: Verbs) -> None:
     p = verbs.add("net-dumpxml", net_dumpxml, "print a network as libvirt XML")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--inactive", action="store_true", help="the stored, not the running, one")
+    p = verbs.add("net-update", net_update, "change a DHCP host or DNS entry, live or stored")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("command", choices=["add-first", "add-last", "modify", "delete"])
+    p.add_argument("section", choices=["ip-dhcp-host", "dns-host", "dns-txt", "dns-srv"])
+    p.add_argument("xml", metavar="XML", help="the element, or a file holding it")
+    p.add_argument("--parent-index", type=int, help="which <ip> (ip-dhcp-host)")
+    p.add_argument("--live", action="store_true", help="change the running network")
+    p.add_argument("--config", action="store_true", help="change the stored definition")
+    p = verbs.add("net-dhcp-leases", net_dhcp_leases, "list the DHCP leases of every host")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--mac", help="only this MAC's leases")
     p = verbs.add("net-port-create", net_port_create, "plug a port into a network", waits=True)
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("file", metavar="FILE", help="a port request, JSON (or XML); '-' reads stdin")

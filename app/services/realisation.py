@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import delete, select
 
 from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
+from app.conf.network.dnsmasq import needs_dnsmasq, render
+from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
+from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
 from app.services import events, port_queries, ports
 from app.services.context import Ctx
@@ -18,7 +22,7 @@ def host_spec(network: Network) -> dict[str, Any]:
     """The whole desired state of one network on a host; the host looks nothing up."""
     live = network.live or network.definition
     bridge = live.get("bridge", {})
-    return {
+    spec = {
         "network_id": network.id,
         "generation": network.generation,
         "uuid": network.uuid,
@@ -31,6 +35,20 @@ def host_spec(network: Network) -> dict[str, Any]:
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
         "bandwidth": live.get("bandwidth"),
+    }
+    definition = NetworkDefinition.model_validate(live)
+    return {**spec, **_ip_spec(definition, spec["bridge"], network.uuid)}
+
+
+def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
+    """Addresses, dnsmasq files and forwarding rules of a network whose bridge virtnet owns."""
+    if d.forward.mode == "bridge":
+        return {"ips": [], "dnsmasq": None, "firewall": None, "ip_forwarding": []}
+    return {
+        "ips": [str(ip.interface()) for ip in d.ips],
+        "dnsmasq": dataclasses.asdict(render(d, bridge)) if needs_dnsmasq(d) else None,
+        "firewall": firewall_spec(d, uuid, bridge),
+        "ip_forwarding": sorted(needs_ip_forwarding(d)),
     }
 
 
@@ -48,6 +66,14 @@ def plan_start(ctx: Ctx, network: Network) -> None:
         )
         ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(host.name))
     network.state = "starting" if targets else "active"
+
+
+def plan_refresh(ctx: Ctx, network: Network) -> None:
+    """The running definition changed in place: each host running it gets the new spec."""
+    rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
+    for row in rows:
+        row.generation = network.generation
+        ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
@@ -94,6 +120,28 @@ def record_report(
     ):
         network.state = "active"
     ctx.db.commit()
+
+
+def record_leases(ctx: Ctx, *, host: str, network_id: int, leases: list[dict[str, Any]]) -> None:
+    """A host's dnsmasq lease file changed: keep what it holds for the dhcp-leases view."""
+    row = ctx.db.scalar(
+        select(Realisation).where(Realisation.network_id == network_id, Realisation.host == host)
+    )
+    if row is None:
+        return  # the network stopped meanwhile
+    row.leases = leases
+    ctx.db.commit()
+
+
+def leases(ctx: Ctx, network: Network, mac: str | None = None) -> list[dict[str, Any]]:
+    """Every host's leases for the network (libvirt's net-dhcp-leases), by expiry."""
+    out = [
+        {**lease, "host": row.host}
+        for row in realisations(ctx, network.id)
+        for lease in row.leases or []
+        if mac is None or (lease.get("mac") or "").lower() == mac.lower()
+    ]
+    return sorted(out, key=lambda lease: (lease["host"], lease.get("ip", "")))
 
 
 def plan_host_up(ctx: Ctx, host: str) -> None:

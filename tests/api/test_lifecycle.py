@@ -118,10 +118,14 @@ def test_start_refuses_features_not_realised_yet_and_names_them(client: TestClie
             "forward": {"mode": "nat"},
             "ips": [{"address": "192.168.9.1", "prefix": 24}],
             "dns": {"enable": True},
+            "routes": [{"address": "10.9.0.0", "prefix": 16, "gateway": "192.168.9.2"}],
+            "bridge": {"zone": "trusted"},
         },
     )
-    body = assert_problem(client.post("/v1/networks/nat/start"), 409, says="ips")
-    assert "DNS" in body["detail"]
+    body = assert_problem(client.post("/v1/networks/nat/start"), 409, says="routes")
+    assert "zone" in body["detail"]
+    # addresses, DHCP, DNS and NAT are realised now: only what is not is named
+    assert "ips" not in body["detail"] and "DNS" not in body["detail"]
     assert state(client, "nat") == ("inactive", True)
     got = client.get("/v1/networks/nat").json()
     assert got["dns"] == {"enable": True} and got["ips"][0]["address"] == "192.168.9.1"

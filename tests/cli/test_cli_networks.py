@@ -123,3 +123,31 @@ def test_url_and_token_come_from_the_environment(virtnet: Virtnet) -> None:
     # our token; either way a clear error
     assert default.code == 1
     assert "http://127.0.0.1:8080" in default.err or "VIRTNET_TOKEN" in default.err
+
+
+def test_net_update_and_dhcp_leases(virtnet: Virtnet, write: WriteFile) -> None:
+    doc = {
+        "name": "dh",
+        "bridge": {"name": "vndh0"},
+        "ips": [
+            {
+                "address": "192.168.77.1",
+                "prefix": 24,
+                "dhcp": {"ranges": [{"start": "192.168.77.10", "end": "192.168.77.20"}]},
+            }
+        ],
+    }
+    virtnet.ok("net-define", write("dh.json", doc))
+    element = "<host mac='52:54:00:00:00:77' ip='192.168.77.7'/>"
+    out = virtnet.ok("net-update", "dh", "add-last", "ip-dhcp-host", element).out
+    assert out == "Updated network dh\n"
+    from_file = write("srv.xml", "<srv service='ldap' protocol='tcp'/>")
+    virtnet.ok("net-update", "dh", "add-first", "dns-srv", from_file, "--config")
+    shown = virtnet.ok("net-dumpxml", "dh").out
+    assert "192.168.77.7" in shown and "ldap" in shown
+    refused = virtnet.fails(1, "net-update", "dh", "add-last", "ip-dhcp-host", element)
+    assert "already" in refused.err
+    virtnet.fails(1, "net-update", "dh", "delete", "dns-txt", "<txt name='x' value='y'/>", "--live")
+    # no host runs it: no leases, and the table says so
+    assert table(virtnet.ok("net-dhcp-leases", "dh").out)[1] == []
+    assert virtnet.ok("net-dhcp-leases", "dh", "--json").json() == []

@@ -108,6 +108,11 @@ def ip_configs(draw: st.DrawFn, index: int) -> Doc:
     return ip
 
 
+def _unique_set(values: list[Any]) -> bool:
+    given = [v for v in values if v is not None]
+    return len(given) == len(set(given))
+
+
 @st.composite
 def dhcps(draw: st.DrawFn, net: Any, v6: bool) -> Doc:
     ranges = []
@@ -116,12 +121,16 @@ def dhcps(draw: st.DrawFn, net: Any, v6: bool) -> Doc:
         end = start + draw(st.integers(0, 200))
         ranges.append({"start": str(start), "end": str(end), **draw(leases())})
     hosts = []
-    for j in range(draw(st.integers(0, 2))):
-        host: Doc = {"ip": str(net[1000 + j]), "name": draw(maybe(word)), **draw(leases())}
-        if v6:
-            host["id"] = draw(st.from_regex(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2}){3,8}", fullmatch=True))
-        else:
-            host["mac"] = draw(macs())
+    count = draw(st.integers(0, 2))
+    # a network's DHCP hosts are unique by MAC, client id and name, as libvirt requires
+    names = draw(st.lists(maybe(word), min_size=count, max_size=count).filter(_unique_set))
+    ident = (
+        st.from_regex(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2}){3,8}", fullmatch=True) if v6 else macs()
+    )
+    idents = draw(st.lists(ident, min_size=count, max_size=count, unique_by=str.lower))
+    for j in range(count):
+        host: Doc = {"ip": str(net[1000 + j]), "name": names[j], **draw(leases())}
+        host["id" if v6 else "mac"] = idents[j]
         hosts.append(host)
     dhcp: Doc = {"ranges": ranges, "hosts": hosts}
     if not v6 and (ranges or hosts) and draw(st.booleans()):
@@ -322,6 +331,13 @@ def definitions(draw: st.DrawFn, mode: str | None = None) -> Doc:
     if owns:
         count = draw(st.integers(0 if mode == "none" else 1, 3))
         ips = [draw(ip_configs(i)) for i in range(count)]
+        with_dhcp: set[bool] = set()
+        for ip in ips:  # libvirt: one DHCP block per address family
+            v6 = ":" in ip["address"]
+            if ip.get("dhcp") and v6 in with_dhcp:
+                ip["dhcp"] = None
+            elif ip.get("dhcp"):
+                with_dhcp.add(v6)
     doc: Doc = {
         "name": draw(name),
         "uuid": draw(maybe(uuids)),

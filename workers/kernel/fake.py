@@ -65,6 +65,10 @@ class FakeHostNet:
         self.fdb: dict[tuple[str, str], str] = {}  # (bridge, guest mac) -> tap
         self._vlan_supported = vlan_filtering
         self._next_index = 2  # 1 is lo
+        self.addrs: dict[str, set[str]] = {}  # bridge -> "addr/prefix"
+        self.tables: dict[str, dict[str, Any]] = {}  # nftables table name -> spec
+        self.ip_forwarding: set[int] = set()
+        self.dnsmasq = None  # no processes in the fake: dnsmasq needs a real host
 
     def _add(self, device: FakeDevice) -> FakeDevice:
         device.index = self._next_index
@@ -144,7 +148,33 @@ class FakeHostNet:
             if device.master == name:
                 device.master = None
         self.fdb = {k: v for k, v in self.fdb.items() if k[0] != name}
+        self.addrs.pop(name, None)
         return True
+
+    def ensure_addresses(self, bridge: str, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+        if bridge not in self.devices:
+            raise KernelError(f"device {bridge} does not exist", errno.ENODEV)
+        have, want = self.addrs.get(bridge, set()), set(wanted)
+        self.addrs[bridge] = want
+        return sorted(want - have), sorted(have - want)
+
+    def addresses(self, bridge: str) -> list[str]:
+        return sorted(self.addrs.get(bridge, set()))
+
+    def ensure_firewall(self, spec: dict[str, Any]) -> None:
+        self.tables[spec["table"]] = spec
+
+    def remove_firewall(self, tables: Sequence[str]) -> None:
+        for name in tables:
+            if not name.startswith("virtnet_"):
+                raise KernelError(f"refusing to delete nftables table {name!r}", errno.EPERM)
+            self.tables.pop(name, None)
+
+    def firewall_tables(self) -> set[str]:
+        return set(self.tables)
+
+    def enable_ip_forwarding(self, versions: set[int]) -> None:
+        self.ip_forwarding |= versions
 
     def check_bridge(self, name: str) -> None:
         device = self.devices.get(name)

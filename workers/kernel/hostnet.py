@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from pyroute2 import IPRoute
 
+from . import addresses, bridges, guestns, links, nftables, nlsock, ports, tapuse, veth
 from . import bandwidth as bw
-from . import bridges, guestns, links, nlsock, ports, tapuse, veth
+from .dnsmasq import DnsmasqSupervisor
 from .errors import KernelError, from_errno
 from .nsexec import NamespaceRunner, tun_openable
 from .qos import Tc
@@ -34,7 +36,7 @@ class HostNet:
     Not thread-safe beyond its socket lock: give each worker thread its own HostNet.
     """
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, state_dir: Path | None = None) -> None:
         self.netns = netns
         self._runner = NamespaceRunner(netns)
         try:
@@ -43,6 +45,9 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self.dnsmasq: DnsmasqSupervisor | None = None
+        if state_dir is not None:
+            self.dnsmasq = DnsmasqSupervisor(state_dir / "dnsmasq", self._runner.run)
         self._tc: Tc | None = None
         #: how each port's outbound limit was last made ('police', 'ifb'), by device name
         self.outbound_modes: dict[str, str | None] = {}
@@ -120,6 +125,27 @@ class HostNet:
 
     def check_bridge(self, name: str) -> None:
         bridges.check_bridge(self._sock, name)
+
+    # -- addresses, forwarding rules
+
+    def ensure_addresses(self, bridge: str, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Give ``bridge`` exactly the ``wanted`` addresses (``addr/prefix``)."""
+        return self._runner.run(addresses.ensure_addresses, bridge, list(wanted))
+
+    def addresses(self, bridge: str) -> list[str]:
+        return sorted(str(a) for a in self._runner.run(addresses.addresses_of, bridge))
+
+    def ensure_firewall(self, spec: dict[str, Any]) -> None:
+        self._runner.run(nftables.ensure_table, spec)
+
+    def remove_firewall(self, tables: Sequence[str]) -> None:
+        self._runner.run(nftables.delete_tables, list(tables))
+
+    def firewall_tables(self) -> set[str]:
+        return self._runner.run(nftables.owned_tables)
+
+    def enable_ip_forwarding(self, versions: set[int]) -> None:
+        self._runner.run(nftables.set_ip_forwarding, versions)
 
     # -- ports
 

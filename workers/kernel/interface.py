@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .dnsmasq import DnsmasqSupervisor
 from .specs import (
     Bandwidth,
     BridgeResult,
@@ -51,6 +52,23 @@ class HostNetwork(Protocol):
     def created_namespaces(self) -> list[str]: ...
 
     def remove_namespace_if_unused(self, name: str) -> bool: ...
+
+    # -- a network's own addresses, firewall and DHCP/DNS (workers/network_services.py)
+
+    #: the supervisor of this host's dnsmasq processes; None without a state directory
+    dnsmasq: DnsmasqSupervisor | None
+
+    def ensure_addresses(
+        self, bridge: str, wanted: Sequence[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+    def ensure_firewall(self, spec: dict[str, Any]) -> None: ...
+
+    def remove_firewall(self, tables: Sequence[str]) -> None: ...
+
+    def firewall_tables(self) -> set[str]: ...
+
+    def enable_ip_forwarding(self, versions: set[int]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -14,8 +14,9 @@ from app.api.requests import AutostartRequest
 from app.api.views import NetworkView, Page, network_view
 from app.conf.common import compact
 from app.conf.network.model import NetworkDefinition
+from app.conf.network.update import UpdateRequest
 from app.conf.network.xml import network_from_xml, network_to_xml
-from app.services import networks, realisation
+from app.services import network_update, networks, realisation
 from app.services.context import Ctx
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
@@ -107,15 +108,43 @@ def update_network(
     ctx: CtxDep,
     _: Operator,
     if_match: Annotated[str | None, Header()] = None,
+    live: Annotated[
+        bool,
+        Query(
+            description="change the running network instead of the stored definition: "
+            "DHCP hosts and DNS hosts/TXT/SRV apply at once on every host"
+        ),
+    ] = False,
 ) -> Response:
     definition, read_only = _definition(request, raw)
-    network = networks.update(
+    network = (network_update.update_live if live else networks.update)(
         ctx,
         name=name,
         definition=definition,
         if_match=revision_precondition(if_match, read_only),
     )
-    return _view(ctx, network, inactive=True, request=request)
+    return _view(ctx, network, inactive=not live, request=request)
+
+
+@router.post("/{name}/update", response_model=NetworkView)
+def update_network_section(
+    name: str, body: UpdateRequest, ctx: CtxDep, _: Operator
+) -> JSONResponse:
+    """libvirt's net-update: add-first, add-last, modify or delete one DHCP host or DNS
+    host/TXT/SRV entry; by default of the running network when active, else of the stored
+    definition (``live`` and ``config`` choose)."""
+    return _view(ctx, network_update.update_section(ctx, name=name, req=body))
+
+
+@router.get("/{name}/dhcp-leases")
+def dhcp_leases(
+    name: str,
+    ctx: CtxDep,
+    _: Reader,
+    mac: Annotated[str | None, Query(description="only the leases of this MAC")] = None,
+) -> list[dict[str, Any]]:
+    """The leases every host's dnsmasq holds for the network (libvirt's net-dhcp-leases)."""
+    return realisation.leases(ctx, networks.get(ctx, name), mac)
 
 
 @router.delete("/{name}", status_code=204, response_model=None)

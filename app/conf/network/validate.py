@@ -77,6 +77,71 @@ def ip_problems(definition: NetworkDefinition) -> list[Problem]:
                     problems.append(Problem((*hloc, "ip"), f"{host.ip} is not inside {subnet}"))
             if host.mac is None and host.id is None and host.name is None:
                 problems.append(Problem(hloc, "a DHCP host needs a mac, id or name"))
+            if host.ip is not None and _address(host.ip) == iface.ip:
+                problems.append(
+                    Problem((*hloc, "ip"), f"{host.ip} is the network's own address on the bridge")
+                )
+        problems += _duplicate_hosts(i, ip)
+    return problems + _dhcp_blocks(definition) + _ptr_problems(definition)
+
+
+def _duplicate_hosts(i: int, ip: IpConfig) -> list[Problem]:
+    """A MAC, client id, name or address given to two DHCP hosts: dnsmasq would pick one."""
+    assert ip.dhcp is not None
+    problems: list[Problem] = []
+    for field in ("mac", "id", "name", "ip"):
+        seen: dict[str, int] = {}
+        for j, host in enumerate(ip.dhcp.hosts):
+            value = getattr(host, field)
+            if value is None:
+                continue
+            key = value.lower() if field == "mac" else value
+            if key in seen:
+                problems.append(
+                    Problem(
+                        ("ips", i, "dhcp", "hosts", j, field),
+                        f"{field} {value} is already given to DHCP host {seen[key]}",
+                    )
+                )
+            seen.setdefault(key, j)
+    return problems
+
+
+def _dhcp_blocks(definition: NetworkDefinition) -> list[Problem]:
+    """libvirt: "For IPv4 (IPv6), multiple DHCP definitions cannot be specified"."""
+    problems: list[Problem] = []
+    first: dict[int, int] = {}
+    for i, ip in enumerate(definition.ips):
+        if ip.dhcp is None or not (ip.dhcp.ranges or ip.dhcp.hosts) or _ip_problems(i, ip):
+            continue
+        version = ip.interface().version
+        if version in first:
+            problems.append(
+                Problem(
+                    ("ips", i, "dhcp"),
+                    f"only one IPv{version} address of a network can have DHCP; "
+                    f"ips.{first[version]} already has it",
+                )
+            )
+        first.setdefault(version, i)
+    return problems
+
+
+def _ptr_problems(definition: NetworkDefinition) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, ip in enumerate(definition.ips):
+        if not ip.local_ptr or _ip_problems(i, ip):
+            continue
+        net = ip.interface().network
+        step = 8 if net.version == 4 else 4
+        if net.prefixlen % step:
+            problems.append(
+                Problem(
+                    ("ips", i, "local_ptr"),
+                    f"no reverse (PTR) zone exists for a /{net.prefixlen} IPv{net.version} "
+                    f"subnet: localPtr needs a prefix that is a multiple of {step}",
+                )
+            )
     return problems
 
 
@@ -149,18 +214,17 @@ def unrealised_features(definition: NetworkDefinition) -> list[str]:
         # libvirt too defines this and fails only at start
         features.append("forward mode 'bridge' without an existing host bridge (bridge.name)")
     checks = [
-        (bool(d.ips), "IP addresses, DHCP and NAT/routing rules on the bridge (ips)"),
         (bool(d.routes), "static routes (routes)"),
-        (d.dns is not None, "DNS (dns)"),
-        (d.dnsmasq_options is not None, "extra dnsmasq options (dnsmasq_options)"),
-        (d.domain is not None, "DNS domain (domain)"),
         (
             d.bandwidth is not None and d.forward.mode == "bridge",
             "bandwidth limits on an existing host bridge (bandwidth with forward mode 'bridge')",
         ),
         (d.virtualport is not None, "virtual port profiles (virtualport)"),
         (d.bridge.zone is not None, "firewalld zone (bridge.zone)"),
-        (d.forward.dev is not None or bool(d.forward.interfaces), "forward devices (forward)"),
+        (
+            d.forward.mode not in ("nat", "route") and d.forward.dev is not None,
+            f"a forward device (forward.dev) in forward mode '{d.forward.mode}'",
+        ),
     ]
     features += [name for present, name in checks if present]
     return features
