@@ -49,6 +49,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     }
 
 
+def redis_client_url(url: str) -> str:
+    """kombu's `redis+socket:///path` as redis-py spells it (`unix:///path`)."""
+    return "unix://" + url.removeprefix("redis+socket://") if url.startswith("redis+") else url
+
+
 def make_celery(settings: Settings) -> Celery:
     url, transport_options = broker_options(settings)
     celery = Celery("virtnet", broker=url, set_as_current=False)

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in {"redis", "rediss", "filesystem", "memory"}:
-            raise ValueError("must be a redis://, filesystem:// or memory:// URL")
+        schemes = {"redis", "rediss", "redis+socket", "filesystem", "memory"}
+        if value and urlsplit(value).scheme not in schemes:
+            raise ValueError("must be a redis://, redis+socket://, filesystem:// or memory:// URL")
         return value
 
     @field_validator("host_name")
@@ -68,8 +69,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.state_dir / 'virtnet.db'}"
 
     @property
+    def embedded_broker_socket(self) -> Path:
+        """The unix socket of the private redis-server `virtnet serve` runs by default."""
+        return self.state_dir / "broker" / "redis.sock"
+
+    @property
     def effective_broker_url(self) -> str:
-        return self.broker_url or f"filesystem://{self.state_dir / 'broker'}"
+        return self.broker_url or f"redis+socket://{self.embedded_broker_socket}"
 
 
 @lru_cache

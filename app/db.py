@@ -7,6 +7,9 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+#: execution option of a read-only session's connections
+READ_ONLY = "virtnet_read_only"
+
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
@@ -25,12 +28,26 @@ def get_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A reader takes no lock in WAL mode (a deferred BEGIN); a writer takes the write
+            # lock up front, where the busy timeout applies, instead of failing on upgrade.
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache(maxsize=8)
-def get_sessionmaker(url: str) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+@lru_cache(maxsize=16)
+def get_sessionmaker(url: str, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for ``url``; ``read_only`` ones never take SQLite's write lock (and must not
+    write: on SQLite a write in a deferred transaction can fail with "database is locked")."""
+    engine = get_engine(url)
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False, info={READ_ONLY: read_only})
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_writes_when_read_only(session: Session, _context: object, _instances: object) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a read-only session (a GET, or the event stream) tried to write")
+

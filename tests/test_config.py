@@ -90,3 +90,23 @@ def test_api_runs_several_worker_processes(cluster: Cluster) -> None:
     assert {r.status_code for r in replies} == {200}
     listed = httpx.get(f"{base}/v1/networks", headers=dict(cluster.api.headers), timeout=5)
     assert listed.status_code == 200 and listed.json()["total"] == 0
+
+
+def test_the_default_broker_is_a_private_redis_on_a_unix_socket(tmp_path: Path) -> None:
+    from app.embedded_broker import redis_server_argv
+
+    settings = Settings(state_dir=tmp_path)
+    sock = tmp_path / "broker" / "redis.sock"
+    assert settings.effective_broker_url == f"redis+socket://{sock}"
+    argv = redis_server_argv(settings)
+    assert argv[argv.index("--unixsocket") + 1] == str(sock)
+    assert argv[argv.index("--unixsocketperm") + 1] == "600"
+    assert argv[argv.index("--port") + 1] == "0"  # no TCP at all
+    assert argv[argv.index("--appendonly") + 1] == "yes"
+    assert Settings(state_dir=tmp_path, broker_url="redis://127.0.0.1:1/0").effective_broker_url
+
+
+def test_a_state_dir_too_long_for_the_broker_socket_stops_serve(tmp_path: Path) -> None:
+    r = virtnet("serve", VIRTNET_STATE_DIR=str(tmp_path / ("d" * 100)))
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "VIRTNET_STATE_DIR" in r.stderr and "shorter state directory" in r.stderr

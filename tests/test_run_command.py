@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,6 +22,60 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += parents.get(pid, [])
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _killed_children_come_back(base: str) -> None:
+    """SIGKILL the broker and the control worker: serve restarts both and health says so."""
+    auth = {"Authorization": "Bearer vn_readme-test"}
+    components = httpx.get(f"{base}/v1/health").json()["components"]
+    assert {"api", "broker", "control-worker", "host-worker"} <= set(components)
+    for name in ("broker", "control-worker"):
+        os.kill(components[name]["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        health = httpx.get(f"{base}/v1/health").json()
+        now = health["components"]
+        if health["status"] == "ok" and all(
+            now[n]["restarts"] == 1 for n in ("broker", "control-worker")
+        ):
+            break
+        assert time.monotonic() < deadline, f"not restarted within 60 s: {health}"
+        time.sleep(0.3)
+    for name in ("broker", "control-worker"):
+        assert (
+            now[name]["last_exit"] == -signal.SIGKILL
+            and now[name]["pid"] != components[name]["pid"]
+        )
+    assert "url" not in str(health).lower() and "vn_" not in str(health)
+    # the restarted pair works: a network started now is realised on the host
+    r = httpx.post(f"{base}/v1/networks/readme/start?wait=30", headers=auth, timeout=40)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.skipif(not netns.can_create_namespaces(), reason="needs root and ip netns")
@@ -57,16 +112,27 @@ def test_run_command_serves_the_embedded_default(tmp_path: Path) -> None:
             r = httpx.post(f"{base}/v1/networks", json={"name": "readme"}, headers=auth)
             assert r.status_code == 201, r.text
             assert r.json()["bridge"]["name"] == "virbr0"
-            assert (tmp_path / "virtnet.db").exists() and (tmp_path / "broker").is_dir()
-            # the host worker registered through the file-system broker and the control worker
+            assert (tmp_path / "virtnet.db").exists()
+            assert (tmp_path / "broker" / "redis.sock").is_socket()
+            # the host worker registered through the embedded broker and the control worker
             for _ in range(100):
                 hosts = httpx.get(f"{base}/v1/hosts", headers=auth).json()
                 if hosts:
                     break
                 time.sleep(0.2)
             assert [h["name"] for h in hosts] == ["readme-host"] and hosts[0]["state"] == "up"
+            _killed_children_come_back(base)
+            tree = _tree(proc.pid)
+            assert len(tree) >= 4, tree  # serve, broker, control worker, host worker
+            os.kill(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while (alive := [p for p in tree if _alive(p)]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not alive, f"still running 10 s after SIGTERM: {alive}"
+            assert proc.wait(timeout=1) == 0
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

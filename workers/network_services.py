@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.kernel.interface import HostNetwork
 from workers.kernel.dnsmasq import DnsmasqSpec, Lease
+from workers.kernel.interface import HostNetwork
 
 
 def realise(net: HostNetwork, network: dict[str, Any]) -> None:

@@ -25,7 +25,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_ctx(request: Request, settings: SettingsDep) -> Iterator[Ctx]:
-    session: Session = get_sessionmaker(settings.effective_database_url)()
+    # GET and HEAD only read: on SQLite they must not queue behind (or block) writers
+    read_only = request.method in {"GET", "HEAD"}
+    session: Session = get_sessionmaker(settings.effective_database_url, read_only=read_only)()
     try:
         yield Ctx(db=session, outbox=Outbox(request.app.state.task_sender), settings=settings)
     finally:

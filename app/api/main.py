@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from app import web
 from app.api import errors, metrics
 from app.api.body import BodyLimit
-from app.api.routes import domains, events, networks, ports, system
+from app.api.routes import domains, events, health, networks, ports, system
 from app.celery_app import make_celery, task_sender
 from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.network.model import NetworkDefinition
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.install(app, settings)
     app.add_middleware(BodyLimit)
     errors.install(app)
+    app.include_router(health.router)
     app.include_router(system.router)
     app.include_router(networks.router)
     app.include_router(ports.router)

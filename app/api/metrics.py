@@ -14,7 +14,13 @@ from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.celery_app import CONTROL_QUEUE, HEARTBEAT_QUEUE, broker_options, host_queue
+from app.celery_app import (
+    CONTROL_QUEUE,
+    HEARTBEAT_QUEUE,
+    broker_options,
+    host_queue,
+    redis_client_url,
+)
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Host, Network, Operation, Port
@@ -30,7 +36,7 @@ class StateCollector:
         self.settings = settings
 
     def collect(self) -> Iterator[Any]:
-        with get_sessionmaker(self.settings.effective_database_url)() as db:
+        with get_sessionmaker(self.settings.effective_database_url, read_only=True)() as db:
             ctx = Ctx(db, Outbox(None), self.settings)
             yield from self._operations(ctx)
             yield from self._ports(ctx)
@@ -105,7 +111,7 @@ def queue_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
     if url.startswith("redis"):
         import redis
 
-        client = redis.Redis.from_url(url, socket_timeout=2)
+        client = redis.Redis.from_url(redis_client_url(url), socket_timeout=2)
         try:
             return {q: int(client.llen(q)) for q in queues}
         except redis.RedisError:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import subprocess
 import sys
-import time
+from collections.abc import Callable
+from types import FrameType
 
 from app.config import Settings, parse_listen
 from app.services.schema import upgrade_database
 
+#: how long uvicorn lets open requests (an event stream never ends by itself) finish on exit
+GRACEFUL_SECONDS = 3
 
-def run_api(settings: Settings, listen: str | None) -> None:
+
+def run_api(
+    settings: Settings, listen: str | None, on_exit: Callable[[], None] | None = None
+) -> None:
+    """The API in this process; ``on_exit`` runs as soon as SIGTERM or SIGINT arrives."""
     import uvicorn
 
     from app.api.main import create_app
@@ -28,9 +35,25 @@ def run_api(settings: Settings, listen: str | None) -> None:
             port=port,
             log_level="info",
             access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
-    else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        return
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if on_exit is not None:
+                on_exit()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    Server(config).run()
 
 
 def create_token(settings: Settings, *, role: str, name: str) -> str:
@@ -64,23 +87,36 @@ def _first_admin_token(settings: Settings) -> None:
 
 
 def serve(settings: Settings, listen: str | None) -> int:
-    """Everything one machine needs: the API here, both workers as child processes."""
-    upgrade_database(settings)
-    _first_admin_token(settings)
+    """Everything one machine needs: the API here; the broker and both workers supervised."""
+    from app.embedded_broker import redis_server_argv
+    from app.supervisor import Child, Supervisor
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Until uvicorn takes the signals over (and after it hands them back, when it re-raises
+    # the one that stopped it), SIGTERM and SIGINT end `serve` through the `finally` below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_on_signal)
+    children: list[Child] = []
+    if not settings.broker_url:
+        children.append(Child("broker", redis_server_argv(settings), last_to_stop=True))
     me = [sys.executable, "-m", "app.cli.main"]
     worker = [*me, "worker", "--host", settings.host_name]
     if settings.netns:
         worker += ["--netns", settings.netns]
-    children = [subprocess.Popen([*me, "control-worker"]), subprocess.Popen(worker)]
+    children += [Child("control-worker", [*me, "control-worker"]), Child("host-worker", worker)]
+    supervisor = Supervisor(children, settings.state_dir)
     try:
-        run_api(settings, listen)
+        upgrade_database(settings)
+        _first_admin_token(settings)
+        supervisor.start()
+        # the children stop while uvicorn lets open requests finish
+        run_api(settings, listen, on_exit=supervisor.begin_stop)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        supervisor.stop()
     return 0
+
+
+def _exit_on_signal(sig: int, _frame: object) -> None:
+    raise SystemExit(0)

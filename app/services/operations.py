@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from app.db import get_sessionmaker
 from app.models import Operation, utcnow
 from app.services.context import Ctx
 from app.services.errors import NotFound
@@ -47,13 +48,21 @@ def get(ctx: Ctx, op_id: str) -> Operation:
 
 
 def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
-    """Poll until the operation finished or the time is up; returns it either way."""
+    """Poll until the operation finished or the time is up; returns it either way.
+
+    The polls read in a session of their own that never takes SQLite's write lock, and end
+    each read before sleeping: a waiting client must not hold up the reports it waits for.
+    """
+    ctx.db.commit()  # ends the caller's transaction and, unlike a rollback, keeps its objects
     deadline = time.monotonic() + seconds
     delay = 0.001
-    while True:
-        ctx.db.rollback()  # end the read transaction so the next read sees new commits
-        op = ctx.db.get(Operation, op_id, populate_existing=True) or get(ctx, op_id)
-        if op.state in FINISHED or time.monotonic() >= deadline:
-            return op
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.25, 0.02)
+    with get_sessionmaker(ctx.settings.effective_database_url, read_only=True)() as db:
+        while True:
+            op = db.get(Operation, op_id, populate_existing=True)
+            if op is None:
+                raise NotFound(f"operation {op_id!r} does not exist (or has expired)")
+            if op.state in FINISHED or time.monotonic() >= deadline:
+                return op
+            db.rollback()
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.25, 0.02)

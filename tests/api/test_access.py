@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.api.main import create_app
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Token
@@ -13,7 +16,21 @@ from tests.api.conftest import assert_problem
 
 def test_health_needs_no_token(anon: TestClient) -> None:
     r = anon.get("/v1/health")
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.status_code == 200
+    # no `virtnet serve` runs for this state dir: no components, and nothing secret
+    assert r.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_health_says_what_is_unreachable(tmp_path: Path) -> None:
+    broken = Settings(
+        database_url=f"sqlite:///{tmp_path}/missing/dir/virtnet.db",
+        broker_url=f"redis+socket://{tmp_path}/no.sock",
+        state_dir=tmp_path,
+    )
+    r = TestClient(create_app(broken)).get("/v1/health")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json() == {"status": "unavailable", "database": "unreachable", "broker": "unreachable"}
+    assert str(tmp_path) not in r.text
 
 
 def test_missing_or_unknown_token_is_401(anon: TestClient) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import links
 from .bridges import NO_VLAN_FILTERING, effective_delay
+from .dnsmasq import DnsmasqSupervisor
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError
 from .specs import (
     ALIAS_PREFIX,
@@ -68,7 +69,7 @@ class FakeHostNet:
         self.addrs: dict[str, set[str]] = {}  # bridge -> "addr/prefix"
         self.tables: dict[str, dict[str, Any]] = {}  # nftables table name -> spec
         self.ip_forwarding: set[int] = set()
-        self.dnsmasq = None  # no processes in the fake: dnsmasq needs a real host
+        self.dnsmasq: DnsmasqSupervisor | None = None  # no processes: dnsmasq needs a real host
 
     def _add(self, device: FakeDevice) -> FakeDevice:
         device.index = self._next_index

@@ -6,10 +6,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, bearer_secret
@@ -25,8 +26,12 @@ POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
 
 
+def _reader_session(settings: Settings) -> Session:
+    return get_sessionmaker(settings.effective_database_url, read_only=True)()
+
+
 def _authorise(settings: Settings, secret: str) -> None:
-    with get_sessionmaker(settings.effective_database_url)() as session:
+    with _reader_session(settings) as session:
         token = tokens.authenticate(Ctx(session, Outbox(None), settings), secret)
         if not tokens.role_allows(token.role, "reader"):
             raise Forbidden("reading events needs the 'reader' role")
@@ -35,7 +40,7 @@ def _authorise(settings: Settings, secret: str) -> None:
 def _start_after(settings: Settings, last_event_id: str | None) -> int:
     if last_event_id is not None and last_event_id.strip().isdigit():
         return int(last_event_id)
-    with get_sessionmaker(settings.effective_database_url)() as session:
+    with _reader_session(settings) as session:
         return events.latest_id(Ctx(session, Outbox(None), settings))
 
 
@@ -43,26 +48,27 @@ async def _stream(
     request: Request, settings: Settings, after: int, limit: int | None
 ) -> AsyncIterator[str]:
     reader = events.EventReader(after)
-    session = get_sessionmaker(settings.effective_database_url)()
-    ctx = Ctx(session, Outbox(None), settings)
     sent, quiet_since = 0, time.monotonic()
-    try:
-        yield "retry: 1000\n\n"
-        while not await request.is_disconnected():
-            batch = await run_in_threadpool(reader.poll, ctx)
-            for event in batch:
-                yield f"id: {event['id']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
-            if batch:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                yield ": keep-alive\n\n"
-                quiet_since = time.monotonic()
-            await asyncio.sleep(POLL_SECONDS)
-    finally:
-        session.close()
+    yield "retry: 1000\n\n"
+    while not await request.is_disconnected():
+        batch = await run_in_threadpool(_poll, reader, settings)
+        for event in batch:
+            yield f"id: {event['id']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
+        if batch:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _poll(reader: events.EventReader, settings: Settings) -> list[dict[str, Any]]:
+    """One short read transaction per poll: the stream holds none (nor a connection) asleep."""
+    with _reader_session(settings) as session:
+        return reader.poll(Ctx(session, Outbox(None), settings))
 
 
 @router.get("/events", response_class=StreamingResponse)

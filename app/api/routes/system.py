@@ -1,11 +1,10 @@
-"""/v1/health, /v1/hosts and /v1/tokens."""
+"""/v1/hosts and /v1/tokens."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Response
-from sqlalchemy import text
 
 from app.api.deps import Admin, CtxDep, Reader
 from app.api.requests import TokenRequest
@@ -13,12 +12,6 @@ from app.api.views import HostView, NewTokenView, TokenView, host_view, token_vi
 from app.services import hosts, tokens
 
 router = APIRouter(prefix="/v1")
-
-
-@router.get("/health", tags=["system"])
-def health(ctx: CtxDep) -> dict[str, Any]:
-    ctx.db.execute(text("SELECT 1"))
-    return {"status": "ok", "database": "ok"}
 
 
 @router.get("/hosts", response_model=list[HostView], tags=["hosts"])
