@@ -25,6 +25,9 @@ RECONCILE_HOST = "virtnet.host.reconcile"
 APPLY_PORTS = "virtnet.host.apply_ports"
 REPORT_PORTS = "virtnet.control.report_ports"
 REPORT_LEASES = "virtnet.control.report_leases"
+#: an overlay network's forwarding table on one host, and the host's answer
+SYNC_OVERLAY = "virtnet.host.sync_overlay"
+REPORT_OVERLAY = "virtnet.control.report_overlay"
 
 
 def host_queue(host: str) -> str:

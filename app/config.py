@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = None
     #: the network namespace this machine's host worker works in (`virtnet serve`)
     netns: str | None = None
+    #: the address overlay networks reach this host's worker at (`virtnet worker --underlay`)
+    underlay: str | None = None
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     missed_heartbeats: int = Field(default=3, ge=1, le=1000)
     broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)
@@ -48,6 +50,18 @@ class Settings(BaseSettings):
         if value and urlsplit(value).scheme not in schemes:
             raise ValueError("must be a redis://, redis+socket://, filesystem:// or memory:// URL")
         return value
+
+    @field_validator("underlay")
+    @classmethod
+    def _underlay(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        if not value:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
 
     @field_validator("host_name")
     @classmethod

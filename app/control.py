@@ -13,6 +13,7 @@ from app.celery_app import (
     HEARTBEAT,
     HEARTBEAT_QUEUE,
     REPORT_LEASES,
+    REPORT_OVERLAY,
     REPORT_PORTS,
     REPORT_REALISATION,
     make_celery,
@@ -20,7 +21,7 @@ from app.celery_app import (
 )
 from app.config import Settings
 from app.db import get_sessionmaker
-from app.services import hosts, networks, port_lifecycle, realisation
+from app.services import hosts, migration, networks, overlay, port_lifecycle, realisation
 from app.services.context import Ctx
 from app.services.outbox import Outbox
 
@@ -73,14 +74,45 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         with sessions() as session:
             port_lifecycle.record(ctx_for(session), host=host, results=results)
 
+    @celery.task(name=REPORT_OVERLAY, ignore_result=True)
+    def report_overlay(
+        host: str,
+        network_id: int,
+        generation: int,
+        digest: str | None,
+        remote_entries: int,
+        error: str | None = None,
+        requests: int = 0,
+    ) -> None:
+        with sessions() as session:
+            ctx = ctx_for(session)
+            overlay.record_report(
+                ctx,
+                host=host,
+                network_id=network_id,
+                generation=generation,
+                digest=digest,
+                remote_entries=remote_entries,
+                error=error,
+            )
+            migration.after_overlay_report(ctx, network_id=network_id)
+            ctx.commit(conflict="an overlay report raced another; the next one settles it")
 
-def _sweep_hosts(settings: Settings, stop: threading.Event) -> None:
-    """Announce hosts that stopped sending heartbeats, and drop old events."""
+
+def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
+    """Announce hosts that stopped sending heartbeats, drop old events, and resend overlay
+    state to hosts whose applied state differs from the desired one."""
     sessions = get_sessionmaker(settings.effective_database_url)
+    lagging: dict[tuple[int, str], tuple[str, float]] = {}
+    grace = max(2.0, 2 * settings.heartbeat_seconds)
     while not stop.wait(settings.heartbeat_seconds):
         try:
             with sessions() as session:
                 hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
+            with sessions() as session:
+                ctx = Ctx(db=session, outbox=Outbox(send), settings=settings)
+                if overlay.out_of_sync(ctx, lagging, grace):
+                    ctx.commit(conflict="overlay resend")
         except Exception:  # the database may be briefly away; try again next round
             log.exception("host sweep failed")
 
@@ -96,7 +128,9 @@ def run_control_worker(settings: Settings) -> int:
         for name in networks.autostart_all(ctx):
             log.warning("autostarted network %s", name)
     stop = threading.Event()
-    threading.Thread(target=_sweep_hosts, args=(settings, stop), name="sweep", daemon=True).start()
+    threading.Thread(
+        target=_sweep_hosts, args=(settings, task_sender(celery), stop), name="sweep", daemon=True
+    ).start()
     celery.worker_main(
         [
             "worker",

@@ -46,6 +46,8 @@ class Network(Base):
     #: the definition the network was started with; null while inactive
     live: Mapped[dict[str, Any] | None]
     subnets: Mapped[str] = mapped_column(Text, default="")
+    #: the VXLAN network identifier of an overlay network, unique across the fleet
+    vni: Mapped[int | None] = mapped_column(Integer, unique=True)
     revision: Mapped[int] = mapped_column(default=1)
     #: bumped at every start and stop, so a host's late report of an older run is ignored
     generation: Mapped[int] = mapped_column(default=0)
@@ -65,6 +67,11 @@ class Realisation(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     generation: Mapped[int] = mapped_column(default=0)
+    #: overlay networks: remote forwarding entries the host wrote, and a digest of the
+    #: overlay state it applied (in sync when it equals the digest of the desired one)
+    remote_entries: Mapped[int] = mapped_column(default=0)
+    overlay_digest: Mapped[str | None] = mapped_column(String(16))
+    overlay_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     #: the DHCP leases the host's dnsmasq holds for this network, as the host last reported
     leases: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
@@ -78,6 +85,9 @@ class Host(Base):
     vlan_filtering: Mapped[bool] = mapped_column(default=False)
     tun: Mapped[bool] = mapped_column(default=False)
     net_admin: Mapped[bool] = mapped_column(default=False)
+    #: the address overlay networks reach this host at (``virtnet worker --underlay``)
+    underlay: Mapped[str | None] = mapped_column(String(45))
+    underlay_mtu: Mapped[int | None]
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
@@ -139,6 +149,8 @@ class Port(Base):
     error: Mapped[str | None] = mapped_column(Text)
     #: false while the guest is paused: the static FDB entry is taken out
     fdb: Mapped[bool] = mapped_column(default=True)
+    #: a move to another host in progress: phase, source/target host and tap, timestamps
+    migration: Mapped[dict[str, Any] | None]
     #: bumped whenever the desired state changes, so late reports of older runs are ignored
     generation: Mapped[int] = mapped_column(default=1)
     #: the operation waiting for this port's next report
@@ -159,6 +171,8 @@ class Operation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     #: ports still to report before the operation is done
     pending: Mapped[int] = mapped_column(default=0)
+    #: what the action measured (a migration's switchover time)
+    result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]

@@ -73,10 +73,11 @@ class Cluster:
     def start_control(self) -> None:
         self._spawn("control", ["control-worker"], self.env())
 
-    def start_host(self, host: str, netns: str) -> None:
+    def start_host(self, host: str, netns: str, underlay: str | None = None) -> None:
         env = self.env()
         del env["VIRTNET_DATABASE_URL"]  # host workers hold no database credentials
-        self._spawn(host, ["worker", "--host", host, "--netns", netns], env)
+        extra = ["--underlay", underlay] if underlay else []
+        self._spawn(host, ["worker", "--host", host, "--netns", netns, *extra], env)
 
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(key)

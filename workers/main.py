@@ -35,7 +35,11 @@ def _supervise(agent: HostAgent, stop: threading.Event) -> None:
             log.exception("supervising dnsmasq failed")
 
 
-def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) -> int:
+def run_host_worker(
+    settings: Settings, *, host: str | None, netns: str | None, underlay: str | None = None
+) -> int:
+    import ipaddress
+
     from app.conf.common import HOST_NAME_RE
 
     name = host or settings.host_name
@@ -43,6 +47,14 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         from app.config import ConfigError
 
         raise ConfigError(f"--host {name!r}: must be 1-63 letters, digits, '.', '_' or '-'")
+    underlay = underlay or settings.underlay
+    if underlay:
+        try:
+            underlay = str(ipaddress.ip_address(underlay))
+        except ValueError:
+            from app.config import ConfigError
+
+            raise ConfigError(f"--underlay {underlay!r}: not an IPv4 or IPv6 address") from None
     celery = make_celery(settings)
     state_dir = settings.state_dir / "hosts" / name
     agent = HostAgent(
@@ -51,6 +63,7 @@ def run_host_worker(settings: Settings, *, host: str | None, netns: str | None) 
         host=name,
         worker_id=uuid.uuid4().hex,
         state_dir=state_dir,
+        underlay=underlay,
     )
     agent.probe()
     register_host_tasks(celery, agent)

@@ -21,10 +21,12 @@ from app.celery_app import (
     RECONCILE_HOST,
     REMOVE_NETWORK,
     REPORT_LEASES,
+    REPORT_OVERLAY,
     REPORT_PORTS,
     REPORT_REALISATION,
+    SYNC_OVERLAY,
 )
-from workers import network_services
+from workers import network_services, overlay
 from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
 from workers.kernel.specs import Bandwidth, Floor
@@ -51,12 +53,15 @@ class HostAgent:
         host: str,
         worker_id: str,
         state_dir: Path | None = None,
+        underlay: str | None = None,
     ) -> None:
         self.host, self.worker_id = host, worker_id
         self._open_network, self._send = network, send
         self.state_dir = state_dir
         #: networks with a dnsmasq here: uuid -> [network id, lease file stamp last reported]
         self._lease_watch: dict[str, list[Any]] = {}
+        self.underlay = underlay
+        self.underlay_mtu: int | None = None
         self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
@@ -75,6 +80,9 @@ class HostAgent:
             "tun": caps.tun,
             "net_admin": caps.net_admin,
         }
+        if self.underlay:
+            self.underlay_mtu = self.net.underlay_mtu(self.underlay)
+            self.capabilities.update(underlay=self.underlay, underlay_mtu=self.underlay_mtu)
 
     def close(self) -> None:
         if self._net is not None:
@@ -100,6 +108,8 @@ class HostAgent:
                 if network["mode"] == "bridge":
                     self.net.check_bridge(network["bridge"])
                 else:
+                    if network.get("overlay"):
+                        network = overlay.with_mtu(network, self.underlay, self.underlay_mtu)
                     result = self.net.ensure_bridge(_bridge_spec(network))
                     network_services.realise(self.net, network)
                     self._watch_leases(network)
@@ -123,12 +133,22 @@ class HostAgent:
             state=state,
             error=error,
         )
+        if network.get("overlay") and state != "failed":
+            self.sync_overlay(network["overlay"], full=True)
+
+    def sync_overlay(self, state: dict[str, Any], *, full: bool = False) -> None:
+        """Make the network's VXLAN device, table and firewall match; report what it did."""
+        with self._lock:
+            report = overlay.apply(self.net, state, self.underlay, full=full)
+        self.send(REPORT_OVERLAY, host=self.host, **report)
 
     def remove(self, network: dict[str, Any]) -> None:
         if network["mode"] == "bridge":
             return  # an existing host bridge: never created by us, never deleted by us
         self._lease_watch.pop(network["uuid"], None)
         with self._lock:
+            if network.get("vni"):
+                self.net.remove_overlay(network["vni"], owner=network["uuid"])
             network_services.remove(self.net, network)
             self.net.remove_bridge(network["bridge"], owner=network["uuid"])
             self.net.remove_ifb(network["uuid"])
@@ -212,6 +232,7 @@ class HostAgent:
             # a tap a hypervisor still holds stays until it lets go (a later pass removes it)
             held = self.net.held_taps([r.tap for r in leftovers if r.kind == "tap"])
             self.net.unplug_many([r for r in leftovers if r.tap not in held])
+            overlay.remove_leftovers(self.net, owned, networks)
             wanted_netns = {p["netns"] for p in ports if p["present"] and p.get("netns")}
             for name in self.net.created_namespaces():
                 if name not in wanted_netns:
@@ -327,6 +348,10 @@ def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
         networks: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None
     ) -> None:
         agent.reconcile(networks, ports or [])
+
+    @celery.task(name=SYNC_OVERLAY, ignore_result=True)
+    def sync_overlay(overlay: dict[str, Any]) -> None:
+        agent.sync_overlay(overlay)
 
     @celery.task(name=APPLY_PORTS, ignore_result=True)
     def apply_ports(ports: list[dict[str, Any]]) -> None:

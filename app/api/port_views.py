@@ -40,6 +40,7 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "created_at": op.created_at,
         "updated_at": op.updated_at,
         "finished_at": op.finished_at,
+        "result": op.result,
     }
 
 

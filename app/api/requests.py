@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.conf.common import Strict
+from app.conf.common import HostName, Strict
 
 
 class AutostartRequest(Strict):
@@ -18,3 +18,7 @@ class TokenRequest(Strict):
     model_config = ConfigDict(strict=True)
     role: Literal["reader", "operator", "admin"]
     name: str = Field(default="", max_length=64)
+
+
+class MigrateRequest(Strict):
+    host: HostName = Field(description="the host the domain moves to")

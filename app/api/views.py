@@ -20,11 +20,21 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
+class OverlayHostView(BaseModel):
+    underlay: str | None = None
+    remote_entries: int
+    remote_entries_wanted: int
+    in_sync: bool
+    error: str | None = None
+
+
 class RealisationView(BaseModel):
     host: str
     state: Literal["pending", "active", "degraded", "failed"]
     error: str | None = None
     updated_at: datetime
+    #: overlay networks only: this host's VXLAN forwarding table
+    overlay: OverlayHostView | None = None
 
 
 class NetworkStatus(BaseModel):
@@ -44,7 +54,11 @@ class NetworkView(NetworkDefinition):
 
 
 def network_view(
-    network: Network, realisations: list[Realisation], *, inactive: bool = False
+    network: Network,
+    realisations: list[Realisation],
+    *,
+    inactive: bool = False,
+    overlay: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     document = network.definition if inactive or network.live is None else network.live
     return {
@@ -58,7 +72,13 @@ def network_view(
             "updated_at": network.updated_at,
             "inactive_view": bool(inactive and network.live and network.live != network.definition),
             "hosts": [
-                {"host": r.host, "state": r.state, "error": r.error, "updated_at": r.updated_at}
+                {
+                    "host": r.host,
+                    "state": r.state,
+                    "error": r.error,
+                    "updated_at": r.updated_at,
+                    "overlay": (overlay or {}).get(r.host),
+                }
                 for r in realisations
             ],
         },
@@ -73,6 +93,8 @@ class HostView(BaseModel):
     vlan_filtering: bool
     tun: bool
     net_admin: bool
+    underlay: str | None = None
+    underlay_mtu: int | None = None
     registered_at: datetime
     last_seen: datetime
 
@@ -85,6 +107,8 @@ def host_view(host: Host, up: bool) -> dict[str, Any]:
         "vlan_filtering": host.vlan_filtering,
         "tun": host.tun,
         "net_admin": host.net_admin,
+        "underlay": host.underlay,
+        "underlay_mtu": host.underlay_mtu,
         "registered_at": host.registered_at,
         "last_seen": host.last_seen,
     }

@@ -107,6 +107,23 @@ def detach_interface(api: Api, args: argparse.Namespace) -> None:
     )
 
 
+def migrate(api: Api, args: argparse.Namespace) -> None:
+    waiting = Waiting.of(args)
+    operation = run_action(
+        api,
+        "POST",
+        api_path("domains", args.name, "migrate"),
+        body={"host": args.host},
+        label=f"migrating domain {args.name!r} to {args.host!r}",
+        waiting=waiting,
+    )
+    result = (operation or {}).get("result") or {}
+    done = f"migrated to {args.host}"
+    if waiting.enabled and "switchover_seconds" in result:
+        done += f" (switchover {result['switchover_seconds'] * 1000:.1f} ms)"
+    emit(args.json, operation, f"Domain '{args.name}' {_finished(waiting, done, operation)}")
+
+
 def domiflist(api: Api, args: argparse.Namespace) -> None:
     interfaces = api.call("GET", api_path("domains", args.name))["interfaces"]
 
@@ -194,6 +211,9 @@ def register(verbs: Verbs) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--mac", required=True, help="the interface's MAC address")
     p.add_argument("--force", action="store_true", help="even if a hypervisor holds its tap")
+    p = verbs.add("migrate", migrate, "move a running domain's ports to another host", waits=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("host", metavar="HOST", help="the host it moves to")
     p = verbs.add("domiflist", domiflist, "list a domain's interfaces and their devices")
     p.add_argument("name", metavar="NAME")
     p = verbs.add(

@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from workers.main import run_host_worker
 
-    return run_host_worker(get_settings(), host=args.host, netns=args.netns)
+    return run_host_worker(get_settings(), host=args.host, netns=args.netns, underlay=args.underlay)
 
 
 def _control_worker(_: argparse.Namespace) -> int:
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the host worker for one host")
     p.add_argument("--host", default=None, help="host name (VIRTNET_HOST_NAME, else hostname)")
     p.add_argument("--netns", default=None, help="work inside this network namespace")
+    p.add_argument(
+        "--underlay",
+        default=None,
+        metavar="ADDRESS",
+        help="this host's address for overlay (VXLAN) networks (VIRTNET_UNDERLAY)",
+    )
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("control-worker", help="run the worker that records host reports")

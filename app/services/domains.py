@@ -12,7 +12,7 @@ from app.conf.common import compact, random_mac
 from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.port.model import Owner, PortRequest
 from app.models import Domain, Operation, Port
-from app.services import events, operations, port_lifecycle, ports
+from app.services import events, operations, overlay, port_lifecycle, ports
 from app.services.context import Ctx
 from app.services.domain_state import set_state
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
@@ -198,6 +198,7 @@ def _set_fdb(ctx: Ctx, name: str, *, paused: bool) -> Operation:
         port.fdb = not paused
         port.generation += 1
     op = _act(ctx, domain, "domain.suspend" if paused else "domain.resume", managed, True)
+    overlay.nudge_ports(ctx, managed)  # a paused guest's entries leave the other hosts too
     if not managed:
         set_state(ctx, domain, "paused" if paused else "running")
     ctx.commit(conflict=port_lifecycle.race("the domain"))

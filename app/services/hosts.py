@@ -46,6 +46,11 @@ def heartbeat(
     host.vlan_filtering = bool(capabilities.get("vlan_filtering", host.vlan_filtering))
     host.tun = bool(capabilities.get("tun", host.tun))
     host.net_admin = bool(capabilities.get("net_admin", host.net_admin))
+    underlay = capabilities.get("underlay")
+    if underlay != host.underlay:
+        comeback = True  # its overlay networks are realised (or dropped) anew, peers told
+    host.underlay = underlay
+    host.underlay_mtu = capabilities.get("underlay_mtu")
     ctx.db.flush()
     if comeback:
         realisation.plan_host_up(ctx, name)

@@ -13,6 +13,7 @@ from app.conf.network.model import NetworkDefinition
 from app.conf.network.validate import (
     definition_problems,
     overlap_problems,
+    overlay_mtu_problems,
     subnets,
     unrealised_features,
     vlans,
@@ -84,6 +85,9 @@ def _complete(
     problems = definition_problems(definition)
     if problems:
         raise Invalid("the network definition is not valid", problems=problems)
+    problems = _overlay_mtu(ctx, definition)
+    if problems:
+        raise Invalid("the network's MTU does not fit the hosts' underlay", problems=problems)
     overlaps = overlap_problems(definition, _other_subnets(ctx, existing.id if existing else None))
     if overlaps:
         raise Conflict(overlaps[0].msg, problems=overlaps)
@@ -108,12 +112,28 @@ def _complete(
     return d
 
 
+def _overlay_mtu(ctx: Ctx, definition: NetworkDefinition) -> list[Any]:
+    if definition.overlay is None:
+        return []
+    rows = ctx.db.execute(
+        select(Host.name, Host.underlay, Host.underlay_mtu).where(Host.underlay.is_not(None))
+    ).all()
+    return overlay_mtu_problems(definition, [(r[0], r[1] or "", r[2]) for r in rows])
+
+
+def _vni(d: NetworkDefinition | dict[str, Any] | None) -> int | None:
+    if isinstance(d, dict):
+        return (d.get("overlay") or {}).get("vni")
+    return d.overlay.vni if d is not None and d.overlay is not None else None
+
+
 def _check_unique(ctx: Ctx, d: NetworkDefinition, existing: Network | None) -> None:
     own_id = existing.id if existing else None
     checks = [
         (Network.name, d.name, f"a network named {d.name!r} already exists"),
         (Network.uuid, str(d.uuid), f"a network with uuid {d.uuid} already exists"),
         (Network.bridge, d.bridge.name, f"bridge {d.bridge.name!r} is used by network {{other}}"),
+        (Network.vni, _vni(d), f"VNI {_vni(d)} is used by overlay network {{other}}"),
     ]
     for column, value, message in checks:
         if value is None:
@@ -129,7 +149,8 @@ def _document(d: NetworkDefinition) -> dict[str, Any]:
 
 def _commit(ctx: Ctx) -> None:
     ctx.commit(
-        conflict="another network with the same name, uuid or bridge was defined at the same time"
+        conflict="another network with the same name, uuid, bridge or VNI was defined at the "
+        "same time"
     )
 
 
@@ -149,6 +170,7 @@ def define(ctx: Ctx, *, definition: NetworkDefinition, start: bool = False) -> N
         autostart=d.autostart,
         definition=doc,
         subnets=",".join(str(s) for s in subnets(d)),
+        vni=_vni(d),
     )
     ctx.db.add(network)
     ctx.db.flush()
@@ -169,7 +191,12 @@ def update(ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int 
             "networks cannot be renamed"
         )
     d = _complete(ctx, definition, network)
+    if network.state != "inactive" and _vni(d) != _vni(network.live):
+        raise Conflict(
+            f"network {name!r} is active: its overlay (VNI) changes only while it is stopped"
+        )
     network.definition = _document(d)
+    network.vni = _vni(d)
     network.bridge = d.bridge.name if network.state == "inactive" else network.bridge
     network.subnets = ",".join(str(s) for s in subnets(d))
     network.autostart = d.autostart
@@ -206,6 +233,10 @@ def _start(ctx: Ctx, network: Network) -> None:
             f"network {network.name!r} cannot start: {'. '.join(reasons)}. The definition is "
             "stored unchanged; remove these parts to start it now."
         )
+    definition = NetworkDefinition.model_validate(network.definition)
+    problems = _overlay_mtu(ctx, definition)
+    if problems:
+        raise Conflict(f"network {network.name!r} cannot start: {problems[0].msg}")
     network.live = network.definition
     network.generation += 1
     network.revision += 1

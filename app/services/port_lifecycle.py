@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.conf.port.model import PortRequest
 from app.models import Domain, Operation, Port
-from app.services import domain_state, events, latency, operations, ports
+from app.services import domain_state, events, latency, operations, overlay, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -40,6 +40,7 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     """A host applied ports; advance each port and the operations waiting for them."""
     stale: list[Port] = []
+    moved: list[Port] = []
     touched: dict[str, Operation] = {}
     refused: dict[str, list[str]] = {}
     for action, done in (("plug", "plugged"), ("unplug", "absent")):
@@ -47,6 +48,12 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
         latency.observe(ctx, host=host, action=action, samples=samples)
     for result in results:
         port = ctx.db.get(Port, result["port_id"])
+        if port is not None and port.migration and port.migration.get("target") == host:
+            from app.services import migration
+
+            if port.migration.get("phase") == "plugging":
+                migration.target_reported(ctx, port, result)
+                continue
         if port is None or port.host != host:
             if result["state"] != "absent":
                 # a late or redelivered plug for a port already released: take it back out
@@ -65,7 +72,10 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             continue
         if port.generation != result["generation"]:
             continue
+        before = port.state
         _advance(ctx, port, result)
+        if port.state != before and port.network_id is not None:
+            moved.append(port)
         if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
             op.pending = max(0, op.pending - 1)
             touched[op.id] = op
@@ -76,6 +86,7 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             _finish(ctx, op, refused.get(op.id))
     if stale:
         ports.send(ctx, stale, present=False)
+    overlay.nudge_ports(ctx, moved)
     ctx.commit(conflict=race("a port being released"))
 
 

@@ -12,7 +12,7 @@ from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
 from app.models import Host, Network, Operation, Port
-from app.services import operations, port_qos
+from app.services import operations, overlay, port_qos
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.vlan import vlan_refusal
@@ -81,7 +81,9 @@ def _check_room(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
             "the most a Linux bridge takes"
         )
-    used = {row.tap for row in on_host}
+    from app.services.migration import reserved_taps
+
+    used = {row.tap for row in on_host} | reserved_taps(ctx, host)
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
     return tap or lowest_free_tap(used)
@@ -209,6 +211,7 @@ def unplug(
         port.generation += 1
         port.operation_id = op.id
     send(ctx, port_list, present=False)
+    overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
     return op
 
 

@@ -12,7 +12,7 @@ from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
-from app.services import events, port_queries, ports
+from app.services import events, overlay, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -35,6 +35,7 @@ def host_spec(network: Network) -> dict[str, Any]:
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
         "bandwidth": live.get("bandwidth"),
+        "vni": (overlay.overlay_of(network) or {}).get("vni"),
     }
     definition = NetworkDefinition.model_validate(live)
     return {**spec, **_ip_spec(definition, spec["bridge"], network.uuid)}
@@ -52,6 +53,12 @@ def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
     }
 
 
+def _with_overlay(spec: dict[str, Any], states: dict[str, dict[str, Any]], host: str) -> Any:
+    if host in states:
+        return {**spec, "overlay": states[host]}
+    return spec
+
+
 def up_hosts(ctx: Ctx) -> list[Host]:
     hosts = ctx.db.scalars(select(Host).order_by(Host.name)).all()
     return [h for h in hosts if ctx.host_is_up(h.last_seen)]
@@ -59,12 +66,16 @@ def up_hosts(ctx: Ctx) -> list[Host]:
 
 def plan_start(ctx: Ctx, network: Network) -> None:
     ctx.db.execute(delete(Realisation).where(Realisation.network_id == network.id))
-    targets = up_hosts(ctx)
+    targets = [h for h in up_hosts(ctx) if overlay.eligible(h, network)]
     for host in targets:
         ctx.db.add(
             Realisation(network_id=network.id, host=host.name, generation=network.generation)
         )
-        ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(host.name))
+    ctx.db.flush()
+    states = overlay.host_states(ctx, network) if network.vni is not None else {}
+    for host in targets:
+        spec = _with_overlay(host_spec(network), states, host.name)
+        ctx.outbox.add(REALISE_NETWORK, {"network": spec}, host_queue(host.name))
     network.state = "starting" if targets else "active"
 
 
@@ -148,19 +159,31 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
     """A host (re)joined: give it every active network and let it drop what is no longer wanted."""
     networks = ctx.db.scalars(select(Network).where(Network.state != "inactive")).all()
     specs = []
+    me = ctx.db.get(Host, host)
     for network in networks:
+        if me is not None and not overlay.eligible(me, network):
+            continue
         row = ctx.db.scalar(
             select(Realisation).where(
                 Realisation.network_id == network.id, Realisation.host == host
             )
         )
+        if row is not None:
+            row.overlay_digest = None  # what it had before is unknown until it reports again
         if row is None:
             ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
             if network.state == "active":
                 network.state = "starting"
-        specs.append(host_spec(network))
+        specs.append(network)
+    ctx.db.flush()
+    specs = [
+        _with_overlay(host_spec(n), overlay.host_states(ctx, n) if n.vni else {}, host)
+        for n in specs
+    ]
     port_specs = [
         ports.host_port(p, present=p.state != "unplugging")
         for p in port_queries.host_ports(ctx, host)
     ]
     ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))
+    # the others learn the host's underlay address (firewall) and, from its ports, its entries
+    overlay.nudge_all(ctx)

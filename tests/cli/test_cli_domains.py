@@ -86,3 +86,17 @@ def test_domain_refusals(virtnet: Virtnet, api: httpx.Client) -> None:
     assert (dumped.code, dumped.out[:1]) == (0, "<") or (
         dumped.code == 1 and "no XML form" in dumped.err and "--json" in dumped.err
     )
+
+
+def test_migrate_moves_a_running_domain_and_says_how_long_the_switch_took(
+    virtnet: Virtnet, write: WriteFile, api: httpx.Client
+) -> None:
+    add_host(virtnet.settings, "h1", age=-600)  # up for the whole test, however slow
+    add_host(virtnet.settings, "h2", age=-600)
+    virtnet.ok("define", write("vm1.json", {"name": "vm1", "host": "h1"}))
+    virtnet.ok("start", "vm1")
+    moved = virtnet.ok("migrate", "vm1", "h2")
+    assert moved.out == "Domain 'vm1' migrated to h2 (switchover 0.0 ms)\n"
+    assert api.get("/v1/domains/vm1").json()["host"] == "h2"
+    again = virtnet.fails(1, "migrate", "vm1", "h2")
+    assert again.err == "error: domain 'vm1' already runs on host 'h2'\n"

@@ -185,3 +185,21 @@ def test_without_the_event_stream_the_page_polls_and_a_revoked_token_signs_out(
             assert cluster.api.delete(f"/v1/tokens/{token['id']}").status_code == 204
     expect(page.get_by_test_id("signin-error")).to_contain_text("not known", timeout=SOON)
     expect(page.get_by_test_id("networks")).to_be_hidden()
+
+
+def test_overlay_network_shows_its_hosts_underlay_and_table(
+    cluster: Cluster, page: sync_api.Page, settings: Settings
+) -> None:
+    from tests.api.test_overlay_api import register
+
+    register(settings, "u1", "192.0.2.11")  # a host as its heartbeat registers it
+    base = cluster.serve_http()
+    network = {"name": "ov", "overlay": {"vni": 77}, "bridge": {"stp": False}}
+    assert cluster.api.post("/v1/networks?start=true", json=network).status_code == 201
+    sign_in(page, base, make_token(settings, "reader"))
+    row = network_row(page, "ov")
+    expect(row.get_by_test_id("network-overlay")).to_have_text("vxlan VNI 77")
+    expect(row.get_by_test_id("overlay-host")).to_contain_text(
+        "192.0.2.11 · 0/0 remote entries · syncing"
+    )
+    expect(page.get_by_test_id("host-underlay")).to_have_text("192.0.2.11")

@@ -124,9 +124,7 @@ def dhcps(draw: st.DrawFn, net: Any, v6: bool) -> Doc:
     count = draw(st.integers(0, 2))
     # a network's DHCP hosts are unique by MAC, client id and name, as libvirt requires
     names = draw(st.lists(maybe(word), min_size=count, max_size=count).filter(_unique_set))
-    ident = (
-        st.from_regex(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2}){3,8}", fullmatch=True) if v6 else macs()
-    )
+    ident = st.from_regex(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2}){3,8}", fullmatch=True) if v6 else macs()
     idents = draw(st.lists(ident, min_size=count, max_size=count, unique_by=str.lower))
     for j in range(count):
         host: Doc = {"ip": str(net[1000 + j]), "name": names[j], **draw(leases())}

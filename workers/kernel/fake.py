@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import links
+from . import links, vxlan
 from .bridges import NO_VLAN_FILTERING, effective_delay
 from .dnsmasq import DnsmasqSupervisor
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError
@@ -237,6 +237,22 @@ class FakeHostNet:
 
     def remove_namespace_if_unused(self, name: str) -> bool:
         return False
+
+    # -- overlays: VXLAN is the real kernel's alone (tests/kernel)
+
+    def ensure_overlay(
+        self, spec: vxlan.OverlaySpec, allowed: tuple[str, ...], *, full: bool = False
+    ) -> vxlan.OverlayResult:
+        raise KernelError("the fake kernel has no VXLAN")
+
+    def remove_overlay(self, vni: int, owner: str) -> bool:
+        return False
+
+    def underlay_mtu(self, address: str) -> int | None:
+        return None
+
+    def overlay_chains(self) -> list[int]:
+        return []
 
     def _plug(self, spec: PortSpec) -> None:
         what = f"plugging tap {spec.tap}"

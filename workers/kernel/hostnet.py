@@ -10,7 +10,19 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from . import addresses, bridges, guestns, links, nftables, nlsock, ports, tapuse, veth
+from . import (
+    addresses,
+    bridges,
+    guestns,
+    links,
+    nftables,
+    nlsock,
+    overlay_firewall,
+    ports,
+    tapuse,
+    veth,
+    vxlan,
+)
 from . import bandwidth as bw
 from .dnsmasq import DnsmasqSupervisor
 from .errors import KernelError, from_errno
@@ -51,7 +63,10 @@ class HostNet:
         self._tc: Tc | None = None
         #: how each port's outbound limit was last made ('police', 'ifb'), by device name
         self.outbound_modes: dict[str, str | None] = {}
-        self._ipr: IPRoute | None = None  # pyroute2, for veth pairs and namespaces
+        self._ipr: IPRoute | None = None  # pyroute2: veth pairs, namespaces, VXLAN devices
+        #: per VXLAN device: the static part of its spec and its table as last written
+        self._overlays: dict[str, tuple[tuple[Any, ...], vxlan.Applied]] = {}
+        self._firewalls: dict[int, overlay_firewall.FirewallSpec] = {}
 
     @property
     def host_netns(self) -> str:
@@ -291,6 +306,68 @@ class HostNet:
 
     def port_state(self, tap: str) -> dict[str, Any] | None:
         return ports.port_state(self._sock, tap)
+
+    # -- overlays
+
+    @property
+    def ipr(self) -> IPRoute:
+        return self._pyroute2()
+
+    def ensure_overlay(
+        self, spec: vxlan.OverlaySpec, allowed: tuple[str, ...], *, full: bool = False
+    ) -> vxlan.OverlayResult:
+        """VXLAN device, its forwarding table and its firewall chain as ``spec`` says.
+
+        A repeated call with the same device settings only writes the table's delta, unless
+        ``full`` (then the device is checked and its table read back from the kernel)."""
+        static = (spec.owner, spec.bridge, spec.vni, spec.port, spec.local, spec.flood, spec.mtu)
+        cached = self._overlays.get(spec.device)
+        created, requests = False, 0
+        if full or cached is None or cached[0] != static:
+            index, created, requests = vxlan.ensure_device(self._sock, self.ipr, spec)
+            applied = vxlan.Applied(index) if created else vxlan.read_table(self.ipr, index)
+            requests += 0 if created else 1
+        else:
+            applied = cached[1]
+        try:
+            applied, count = vxlan.sync_table(self._sock, applied, spec)
+        except KernelError:
+            self._overlays.pop(spec.device, None)  # unknown state: read it back next time
+            raise
+        self._overlays[spec.device] = (static, applied)
+        requests += count + self._ensure_firewall(spec, allowed, full)
+        remote = len(applied.masters)
+        return vxlan.OverlayResult(spec.device, created, remote, requests)
+
+    def _ensure_firewall(
+        self, spec: vxlan.OverlaySpec, allowed: tuple[str, ...], full: bool
+    ) -> int:
+        wanted = overlay_firewall.FirewallSpec(spec.vni, spec.port, tuple(sorted(allowed)))
+        if not full and self._firewalls.get(spec.vni) == wanted:
+            return 0
+        self._runner.run(overlay_firewall.ensure, wanted)
+        self._firewalls[spec.vni] = wanted
+        return 1
+
+    def remove_overlay(self, vni: int, owner: str) -> bool:
+        """Remove the network's VXLAN device (entries go with it) and its firewall chain."""
+        name = vxlan.device_name(vni)
+        self._overlays.pop(name, None)
+        self._firewalls.pop(vni, None)
+        removed = vxlan.remove_device(self._sock, name, owner)
+        return self._runner.run(overlay_firewall.remove, vni) or removed
+
+    def underlay_mtu(self, address: str) -> int | None:
+        """The MTU of the device holding the underlay ``address``; None when no device has it."""
+        for entry in self.ipr.get_addr(address=address):
+            link = links.get_link_by_index(self._sock, entry["index"])
+            if link is not None:
+                return link.mtu
+        return None
+
+    def overlay_chains(self) -> list[int]:
+        """VNIs that have a chain in virtnet's overlay firewall table on this host."""
+        return self._runner.run(overlay_firewall.chains)
 
 
 def _has_net_admin() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import vxlan
 from .dnsmasq import DnsmasqSupervisor
 from .specs import (
     Bandwidth,
@@ -69,6 +70,18 @@ class HostNetwork(Protocol):
     def firewall_tables(self) -> set[str]: ...
 
     def enable_ip_forwarding(self, versions: set[int]) -> None: ...
+
+    # -- overlays (workers/overlay.py)
+
+    def ensure_overlay(
+        self, spec: vxlan.OverlaySpec, allowed: tuple[str, ...], *, full: bool = False
+    ) -> vxlan.OverlayResult: ...
+
+    def remove_overlay(self, vni: int, owner: str) -> bool: ...
+
+    def underlay_mtu(self, address: str) -> int | None: ...
+
+    def overlay_chains(self) -> list[int]: ...
 
     def close(self) -> None: ...
 

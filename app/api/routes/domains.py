@@ -19,12 +19,13 @@ from app.api.http import (
     wants_xml,
 )
 from app.api.port_views import domain_view
+from app.api.requests import MigrateRequest
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.domain.parse import domain_from_xml
 from app.conf.port.actual import StoredPort
 from app.models import Domain
-from app.services import domains, interface_update
+from app.services import domains, interface_update, migration
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 
@@ -171,6 +172,16 @@ def stop_domain(
 @router.post("/{name}/suspend", status_code=202)
 def suspend_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSONResponse:
     return action_response(ctx, domains.suspend(ctx, name=name), wait)
+
+
+@router.post("/{name}/migrate", status_code=202)
+def migrate_domain(
+    name: str, body: MigrateRequest, ctx: CtxDep, _: Operator, wait: Wait = None
+) -> JSONResponse:
+    """Move the domain's ports to another host: plug there with the entries withheld, switch
+    every host's entries at once, unplug on the source. The operation's result gives the
+    measured switchover time."""
+    return action_response(ctx, migration.start(ctx, name=name, host=body.host), wait)
 
 
 @router.post("/{name}/resume", status_code=202)

@@ -16,7 +16,7 @@ from app.conf.common import compact
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.update import UpdateRequest
 from app.conf.network.xml import network_from_xml, network_to_xml
-from app.services import network_update, networks, realisation
+from app.services import network_update, networks, overlay, realisation
 from app.services.context import Ctx
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
@@ -33,7 +33,12 @@ DEFINITION_BODY: dict[str, Any] = {
 
 
 def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
-    view = network_view(network, realisation.realisations(ctx, network.id), inactive=inactive)
+    view = network_view(
+        network,
+        realisation.realisations(ctx, network.id),
+        inactive=inactive,
+        overlay=overlay.host_view(ctx, network),
+    )
     body = NetworkView.model_validate(view).model_dump(mode="json")
     return {**compact(body), "status": body["status"]}
 

@@ -25,7 +25,13 @@ from app.conf.network.model import (
 from app.conf.network.parse import DNSMASQ_NS
 from app.conf.network.rules import BRIDGE_CREATING
 from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
-from app.conf.xml.metadata import VIRTNET_NS, VIRTNET_PREFIX, VIRTNET_TAG, format_metadata
+from app.conf.xml.metadata import (
+    OVERLAY_TAG,
+    VIRTNET_NS,
+    VIRTNET_PREFIX,
+    VIRTNET_TAG,
+    format_metadata,
+)
 from app.conf.xml.writer import Attrs, Out, as_yes_no
 
 
@@ -38,6 +44,15 @@ def _metadata(out: Out, d: NetworkDefinition) -> None:
         if d.metadata is not None:
             own.text = json.dumps(d.metadata, ensure_ascii=False)
         elements.insert(0, etree.tostring(own, encoding="unicode"))
+    if d.overlay is not None:
+        overlay = etree.Element(OVERLAY_TAG, nsmap={VIRTNET_PREFIX: VIRTNET_NS})
+        overlay.set("type", d.overlay.type)
+        overlay.set("vni", str(d.overlay.vni))
+        overlay.set("port", str(d.overlay.port))
+        if d.overlay.gateway_host is not None:
+            overlay.set("gatewayHost", d.overlay.gateway_host)
+        own_count = 1 if d.autostart or d.metadata is not None else 0
+        elements.insert(own_count, etree.tostring(overlay, encoding="unicode"))
     if elements:
         out.raw(format_metadata(elements, out.level))
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from app.conf.common import IfName, Kbytes, MacAddress, Name, Strict
+from app.conf.common import HostName, IfName, Kbytes, MacAddress, Name, Strict
 from app.conf.xml.metadata import canonical_text
 from app.conf.xml.reader import any_base
 
@@ -144,6 +144,18 @@ class Bridge(Strict):
     delay: int = Field(default=0, ge=0, le=4_294_967)
     mac_table_manager: Literal["kernel", "libvirt"] = "kernel"
     zone: str | None = None
+
+
+class Overlay(Strict):
+    """One network across hosts: a VXLAN segment whose forwarding table virtnet writes."""
+
+    type: Literal["vxlan"] = "vxlan"
+    vni: int = Field(ge=1, le=16_777_215, description="VXLAN network identifier, unique")
+    port: int = Field(default=4789, ge=1, le=65535, description="UDP port on the underlay")
+    gateway_host: HostName | None = Field(
+        default=None,
+        description="the one host that carries the network's addresses, DHCP and NAT",
+    )
 
 
 class Nat(Strict):
@@ -386,6 +398,7 @@ class NetworkDefinition(Strict):
     bandwidth: Bandwidth | None = None
     virtualport: VirtualPort | None = None
     port_isolated: bool | None = None
+    overlay: Overlay | None = None
     autostart: bool = False
     metadata_xml: list[MetadataElement] | None = Field(
         default=None,

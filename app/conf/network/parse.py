@@ -14,7 +14,7 @@ from lxml import etree
 
 from app.conf.network.model import LEASE_UNIT_SECONDS
 from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
-from app.conf.xml.metadata import VIRTNET_TAG, canonical
+from app.conf.xml.metadata import OVERLAY_TAG, VIRTNET_TAG, canonical
 from app.conf.xml.reader import (
     Findings,
     Node,
@@ -256,6 +256,16 @@ def _metadata(root: Node, doc: Doc) -> None:
     virtnet = node.child(VIRTNET_TAG, ("autostart",))
     if virtnet is not None:
         _virtnet(virtnet, doc)
+    overlay = node.child(OVERLAY_TAG, ("overlay",))
+    if overlay is not None:
+        spec = {
+            "type": ("type", str),
+            "vni": ("vni", uint),
+            "port": ("port", uint),
+            "gatewayHost": ("gateway_host", str),
+        }
+        doc["overlay"] = read_attrs(overlay, {}, spec, required=("vni",))
+        overlay.finish()
     for i, element in enumerate(node.rest()):
         where = Where(f"{node.path}/{label(element)}", element.sourceline)
         node.found.where[("metadata_xml", i)] = where

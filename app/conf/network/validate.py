@@ -157,6 +157,7 @@ def structure_problems(definition: NetworkDefinition) -> list[Problem]:
         problems.append(Problem(("ips",), f"forward mode {mode!r} networks cannot have addresses"))
     if mode == "bridge" and definition.ips:
         problems.append(Problem(("ips",), "a 'bridge' mode network cannot have addresses"))
+    problems += overlay_problems(definition)
     defaults = [i for i, pg in enumerate(definition.portgroups) if pg.default]
     if len(defaults) > 1:
         problems.append(
@@ -169,6 +170,74 @@ def structure_problems(definition: NetworkDefinition) -> list[Problem]:
                 Problem(("portgroups", i, "name"), f"portgroup {pg.name!r} appears twice")
             )
         seen.add(pg.name)
+    return problems
+
+
+#: the largest VXLAN header overhead (IPv6 underlay); room the MTU must leave at most
+MAX_OVERLAY_OVERHEAD = 70
+OVERLAY_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
+
+
+def overlay_problems(definition: NetworkDefinition) -> list[Problem]:
+    overlay = definition.overlay
+    if overlay is None:
+        return []
+    problems: list[Problem] = []
+    mode = definition.forward.mode
+    if mode not in OVERLAY_BRIDGE_MODES:
+        problems.append(
+            Problem(
+                ("overlay",),
+                f"an overlay needs a bridge virtnet creates on each host (forward mode none, "
+                f"nat, route or open), not forward mode {mode!r}",
+            )
+        )
+    if definition.ips and overlay.gateway_host is None:
+        problems.append(
+            Problem(
+                ("overlay", "gateway_host"),
+                "an overlay network with addresses (ips) needs overlay.gateway_host: the one "
+                "host that carries its addresses, DHCP and NAT; the others carry L2 only",
+            )
+        )
+    elif definition.ips:
+        problems.append(
+            Problem(
+                ("ips",),
+                "addresses on an overlay network are not realised yet: virtnet does not put "
+                "addresses, DHCP or NAT on a gateway host; remove ips (the overlay carries L2)",
+            )
+        )
+    if definition.mtu is not None and definition.mtu > 65535 - MAX_OVERLAY_OVERHEAD:
+        problems.append(
+            Problem(
+                ("mtu",),
+                f"MTU {definition.mtu} leaves no room for VXLAN's encapsulation (up to "
+                f"{MAX_OVERLAY_OVERHEAD} bytes); at most {65535 - MAX_OVERLAY_OVERHEAD}",
+            )
+        )
+    return problems
+
+
+def overlay_mtu_problems(
+    definition: NetworkDefinition, underlays: Iterable[tuple[str, str, int | None]]
+) -> list[Problem]:
+    """The MTU asked for against each host's underlay (name, address, MTU): VXLAN adds 50
+    bytes on an IPv4 underlay and 70 on an IPv6 one."""
+    if definition.overlay is None or definition.mtu is None:
+        return []
+    problems = []
+    for host, address, mtu in underlays:
+        overhead = 70 if ":" in address else 50
+        room = (mtu or 1500) - overhead
+        if definition.mtu > room:
+            problems.append(
+                Problem(
+                    ("mtu",),
+                    f"MTU {definition.mtu} does not fit host {host}'s underlay (MTU "
+                    f"{mtu or 1500}, {address}) with VXLAN's {overhead} bytes: at most {room}",
+                )
+            )
     return problems
 
 

@@ -19,6 +19,8 @@ from app.conf.xml.safe import Refused, parse
 VIRTNET_NS = "urn:virtnet:network:1.0"
 VIRTNET_PREFIX = "virtnet"
 VIRTNET_TAG = f"{{{VIRTNET_NS}}}network"
+#: ``<virtnet:overlay type='vxlan' vni='42' port='4789' gatewayHost='h1'/>``
+OVERLAY_TAG = f"{{{VIRTNET_NS}}}overlay"
 
 
 def _blank(text: str | None) -> bool:

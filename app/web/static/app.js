@@ -272,7 +272,9 @@ function render({ hosts, networks, ports, domains }) {
     yesNo(host.vlan_filtering, true)),
     h('td', {}, yesNo(host.tun)),
     h('td', {}, yesNo(host.net_admin)),
-    h('td', {}, time(host.last_seen)))), 7, 'No host worker has reported yet.');
+    h('td', { 'data-testid': 'host-underlay' }, host.underlay
+      ? code(host.underlay) : h('span', { class: 'dim' }, '—')),
+    h('td', {}, time(host.last_seen)))), 8, 'No host worker has reported yet.');
 
   fill('networks', networks.map((net) => {
     const { state, hosts: realised, persistent } = net.status;
@@ -285,7 +287,9 @@ function render({ hosts, networks, ports, domains }) {
     return h('tr', { 'data-testid': 'network-row', 'data-name': net.name, 'data-state': state },
       h('th', { scope: 'row' }, net.name,
         persistent ? null : h('span', { class: 'tag' }, 'transient'),
-        net.autostart ? h('span', { class: 'tag' }, 'autostart') : null),
+        net.autostart ? h('span', { class: 'tag' }, 'autostart') : null,
+        net.overlay ? h('span', { class: 'tag', 'data-testid': 'network-overlay' },
+          `${net.overlay.type} VNI ${net.overlay.vni}`) : null),
       h('td', {}, badge(state, 'network-state')),
       h('td', {}, net.forward?.mode || 'none'),
       h('td', {}, code(net.bridge?.name)),
@@ -293,6 +297,7 @@ function render({ hosts, networks, ports, domains }) {
       h('td', { 'data-testid': 'network-hosts' }, realised.length
         ? h('ul', { class: 'plain' }, realised.map((r) => h('li', {},
           h('span', { class: 'host' }, r.host), ' ', badge(r.state),
+          r.overlay ? overlayHost(r.overlay) : null,
           error(r.error, TONES[r.state] || 'bad'))))
         : h('span', { class: 'dim' }, state === 'inactive' ? '—' : 'no host up')),
       h('td', { class: 'actions' }, action));
@@ -326,6 +331,13 @@ function render({ hosts, networks, ports, domains }) {
         : h('span', { class: 'dim' }, 'none')),
       h('td', { class: 'actions' }, action));
   }), 5, 'No domains defined.');
+}
+
+function overlayHost(o) {
+  // one host of an overlay network: its underlay, the remote entries it wrote, in sync or not
+  return h('span', { 'data-testid': 'overlay-host', class: 'dim' }, ' ', code(o.underlay), ' · ',
+    `${o.remote_entries}/${o.remote_entries_wanted} remote entries · `,
+    o.in_sync ? 'in sync' : 'syncing', error(o.error));
 }
 
 function iface(i) {
