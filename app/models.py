@@ -83,6 +83,8 @@ class Host(Base):
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     kernel: Mapped[str] = mapped_column(String(128), default="")
     vlan_filtering: Mapped[bool] = mapped_column(default=False)
+    #: the kernel makes 802.1Q VLAN devices (8021q)
+    vlan_8021q: Mapped[bool] = mapped_column(default=False)
     tun: Mapped[bool] = mapped_column(default=False)
     net_admin: Mapped[bool] = mapped_column(default=False)
     #: the address overlay networks reach this host at (``virtnet worker --underlay``)

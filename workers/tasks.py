@@ -77,6 +77,7 @@ class HostAgent:
         self.capabilities = {
             "kernel_release": caps.kernel_release,
             "vlan_filtering": caps.vlan_filtering,
+            "vlan_8021q": caps.vlan_8021q,
             "tun": caps.tun,
             "net_admin": caps.net_admin,
         }

@@ -91,6 +91,7 @@ class HostView(BaseModel):
     state: Literal["up", "down"]
     kernel: str
     vlan_filtering: bool
+    vlan_8021q: bool
     tun: bool
     net_admin: bool
     underlay: str | None = None
@@ -105,6 +106,7 @@ def host_view(host: Host, up: bool) -> dict[str, Any]:
         "state": "up" if up else "down",
         "kernel": host.kernel,
         "vlan_filtering": host.vlan_filtering,
+        "vlan_8021q": host.vlan_8021q,
         "tun": host.tun,
         "net_admin": host.net_admin,
         "underlay": host.underlay,

@@ -23,13 +23,23 @@ TOKEN_CREATE_HELP = (
 
 def host_list(api: Api, args: argparse.Namespace) -> None:
     hosts = api.call("GET", "/v1/hosts")
-    headers = ["Name", "State", "Kernel", "VLAN filtering", "TUN", "NET_ADMIN", "Last seen"]
+    headers = [
+        "Name",
+        "State",
+        "Kernel",
+        "VLAN filtering",
+        "802.1Q",
+        "TUN",
+        "NET_ADMIN",
+        "Last seen",
+    ]
     rows = [
         [
             h["name"],
             h["state"],
             h["kernel"],
             h["vlan_filtering"],
+            h["vlan_8021q"],
             h["tun"],
             h["net_admin"],
             h["last_seen"],

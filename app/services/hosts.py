@@ -44,6 +44,7 @@ def heartbeat(
         events.publish(ctx, "host.up", f"host/{name}", worker_id=worker_id)
     host.kernel = str(capabilities.get("kernel_release", host.kernel))
     host.vlan_filtering = bool(capabilities.get("vlan_filtering", host.vlan_filtering))
+    host.vlan_8021q = bool(capabilities.get("vlan_8021q", host.vlan_8021q))
     host.tun = bool(capabilities.get("tun", host.tun))
     host.net_admin = bool(capabilities.get("net_admin", host.net_admin))
     underlay = capabilities.get("underlay")

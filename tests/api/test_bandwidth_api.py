@@ -132,6 +132,7 @@ def test_vlans_stay_refused_and_the_409_names_the_host(
     client: TestClient, api_settings: Settings
 ) -> None:
     add_host(api_settings, "hostA")
+    add_host(api_settings, "hostB", vlan_8021q=True)
     body = network(
         vlan={"tags": [{"id": 42}]},
         bandwidth={"inbound": {"average": 10}},
@@ -139,6 +140,13 @@ def test_vlans_stay_refused_and_the_409_names_the_host(
     )
     client.post("/v1/networks", json=body)
     r = client.post("/v1/networks/q/start")
-    assert_problem(r, 409, says="'hostA' have neither 802.1Q nor bridge VLAN filtering")
+    assert_problem(
+        r,
+        409,
+        says="VLAN tagging (vlan) cannot be realised: host 'hostA' has neither 802.1Q "
+        "nor bridge VLAN filtering in its kernel (capability probe: vlan_8021q=false, "
+        "vlan_filtering=false); host 'hostB' has 802.1Q but no bridge VLAN filtering in its "
+        "kernel (capability probe: vlan_filtering=false)",
+    )
     detail = r.json()["detail"]
     assert "bandwidth" not in detail and "isolation" not in detail

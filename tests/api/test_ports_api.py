@@ -16,9 +16,10 @@ from tests.api.conftest import assert_problem
 OWNER = {"name": "vm1", "uuid": "6a1f7b36-8c0e-4c3c-9d7e-1e2f3a4b5c6d"}
 
 
-def add_host(settings: Settings, name: str, *, age: float = 0) -> None:
+def add_host(settings: Settings, name: str, *, age: float = 0, **capabilities: bool) -> None:
+    seen = utcnow() - timedelta(seconds=age)
     with get_sessionmaker(settings.effective_database_url)() as session:
-        session.add(Host(name=name, kernel="test", last_seen=utcnow() - timedelta(seconds=age)))
+        session.add(Host(name=name, kernel="test", last_seen=seen, **capabilities))
         session.commit()
 
 

@@ -23,6 +23,7 @@ def test_host_list(virtnet: Virtnet) -> None:
     add_host(virtnet.settings, "h2", age=3600)
     header, rows = table(virtnet.ok("host-list").out)
     assert header[:3] == ["Name", "State", "Kernel"] and "Last seen" in header
+    assert "VLAN filtering" in header and "802.1Q" in header
     assert [r[:3] for r in rows] == [["h1", "up", "6.1-test"], ["h2", "down", "6.1-test"]]
 
 

@@ -25,6 +25,7 @@ def test_hosts_register_with_capabilities(cluster: Cluster, two_hosts: dict[str,
         assert host["state"] == "up" and host["kernel"]
         assert host["net_admin"] is True and host["tun"] is True
         assert host["vlan_filtering"] is False  # this kernel has no CONFIG_BRIDGE_VLAN_FILTERING
+        assert host["vlan_8021q"] is False  # nor CONFIG_VLAN_8021Q: probed by each host worker
     assert cluster.api.get("/v1/hosts/nope").status_code == 404
 
 

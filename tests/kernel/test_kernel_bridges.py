@@ -26,13 +26,19 @@ def test_probe_reads_this_host(host: HostNet, ns: str) -> None:
     assert caps.kernel_release == os.uname().release
     assert caps.tun is True
     assert caps.net_admin is True
-    assert set(rb.links(ns)) == {"lo"}  # the probe's throwaway bridge is gone
+    assert set(rb.links(ns)) == {"lo"}  # the probes' throwaway devices are gone
     # iproute2's verdict on the same question
     made = subprocess.run(
         ["ip", "-n", ns, "link", "add", "brv", "type", "bridge", "vlan_filtering", "1"],
         capture_output=True,
     )
     assert caps.vlan_filtering is (made.returncode == 0)
+    rb.ip(ns, "link", "add", "brq", "type", "bridge")
+    made = subprocess.run(
+        ["ip", "-n", ns, "link", "add", "link", "brq", "name", "brq.5", "type", "vlan", "id", "5"],
+        capture_output=True,
+    )
+    assert caps.vlan_8021q is (made.returncode == 0)
 
 
 def test_create_bridge_with_attributes_twice(host: HostNet, ns: str) -> None:

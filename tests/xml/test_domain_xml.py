@@ -250,6 +250,41 @@ def test_a_domain_comes_back_as_defined_then_live_then_in_status_form(
     assert "portid" not in again.text and "vnet" not in again.text
 
 
+def test_status_actual_shows_the_bandwidth_and_isolation_in_force(
+    client: TestClient, api_settings: Settings
+) -> None:
+    add_host(api_settings, "hostA")
+    gold = {"inbound": {"average": 800, "peak": 900, "burst": 64, "floor": 100}}
+    body = {
+        "name": "q",
+        "bridge": {"name": "virbr8"},
+        "bandwidth": {"inbound": {"average": 1000}},
+        "port_isolated": True,
+        "portgroups": [{"name": "gold", "bandwidth": gold, "default": True}],
+    }
+    assert client.post("/v1/networks", json=body).status_code == 201
+    assert client.post("/v1/networks/q/start").status_code == 200
+    own = "<bandwidth><outbound average='50'/></bandwidth></interface>"
+    first = NET.replace("network='n'", "network='q'")
+    second = first.replace(":01'", ":02'").replace("</interface>", own)
+    raw = domain(first, second)
+    assert define(client, raw).status_code == 201
+    assert client.post("/v1/domains/vm1/start").status_code == 202
+    status = etree.fromstring(xml_of(client, "?status=true").encode())
+    from_group, from_own = (i.find("actual") for i in status.findall("devices/interface"))
+    assert from_group.find("bandwidth/inbound").attrib == {
+        "average": "800",
+        "peak": "900",
+        "floor": "100",
+        "burst": "64",
+    }
+    assert from_group.find("port").attrib == {"isolated": "yes"}
+    assert from_own.find("bandwidth/inbound") is None  # the interface's own replaces the group's
+    assert from_own.find("bandwidth/outbound").attrib == {"average": "50"}
+    live = xml_of(client)
+    assert live.count("<bandwidth>") == 1  # outside status, only what the interface itself says
+
+
 def test_interfaces_virtnet_cannot_plug_are_stored_and_refused_at_start(
     client: TestClient, net: str
 ) -> None:

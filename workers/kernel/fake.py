@@ -100,7 +100,7 @@ class FakeHostNet:
     # -- host
 
     def probe(self) -> HostCapabilities:
-        return HostCapabilities(os.uname().release, self._vlan_supported, True, True)
+        return HostCapabilities(os.uname().release, self._vlan_supported, True, True, False)
 
     def owned_devices(self) -> list[OwnedDevice]:
         return [

@@ -21,6 +21,7 @@ from . import (
     ports,
     tapuse,
     veth,
+    vlanprobe,
     vxlan,
 )
 from . import bandwidth as bw
@@ -57,6 +58,7 @@ class HostNet:
             self._runner.close()
             raise
         self._vlan_supported: bool | None = None
+        self._8021q: bool | None = None
         self.dnsmasq: DnsmasqSupervisor | None = None
         if state_dir is not None:
             self.dnsmasq = DnsmasqSupervisor(state_dir / "dnsmasq", self._runner.run)
@@ -114,11 +116,17 @@ class HostNet:
                 self._vlan_supported = bridges.probe_vlan_filtering(self._sock)
             except KernelError:
                 self._vlan_supported = False
+        if self._8021q is None:
+            try:
+                self._8021q = vlanprobe.probe_8021q(self._pyroute2())
+            except KernelError:
+                self._8021q = False
         return HostCapabilities(
             kernel_release=os.uname().release,
             vlan_filtering=self._vlan_supported,
             tun=self._runner.run(tun_openable),
             net_admin=_has_net_admin(),
+            vlan_8021q=self._8021q,
         )
 
     def owned_devices(self) -> list[OwnedDevice]:

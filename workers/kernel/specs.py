@@ -24,6 +24,8 @@ class HostCapabilities:
     vlan_filtering: bool
     tun: bool
     net_admin: bool
+    #: 802.1Q VLAN devices (the 8021q module), apart from the bridge's VLAN filtering
+    vlan_8021q: bool
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ was detached), and a new interface is printed in libvirt's own form.
 Three views, as libvirt has: the definition; the live form of a running domain, whose
 network interfaces show ``<source network=… portid=… bridge=… macTableManager=…/>`` and
 ``<target dev=…/>``; and the status form, with ``<actual type=…><source bridge=…
-macTableManager=…/></actual>`` inside each network interface instead.
+macTableManager=…/>`` and the bandwidth and isolation in force ``</actual>`` inside each
+network interface instead.
 """
 
 from __future__ import annotations
@@ -247,6 +248,11 @@ def _live(el: etree._Element, want: InterfaceDef, port: StoredPort | None, statu
             out.level = depth(el) + 1
             out.open("actual", [("type", device["type"])])
             out.empty("source", [("bridge", device["bridge"]), ("macTableManager", manager)])
+            # the values in force (portgroup and network merged), as libvirt's status shows them
+            if device["bandwidth"]:
+                _bandwidth(out, Bandwidth.model_validate(device["bandwidth"]))
+            if device["port_isolated"]:
+                out.empty("port", [("isolated", "yes")])
             out.close("actual")
             insert(el, element("".join(out.lines)), INTERFACE_ORDER)
         else:

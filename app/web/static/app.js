@@ -270,11 +270,12 @@ function render({ hosts, networks, ports, domains }) {
     h('td', { title: host.vlan_filtering ? null
       : "without it, ports of macTableManager='libvirt' networks stay promiscuous" },
     yesNo(host.vlan_filtering, true)),
+    h('td', {}, yesNo(host.vlan_8021q, true)),
     h('td', {}, yesNo(host.tun)),
     h('td', {}, yesNo(host.net_admin)),
     h('td', { 'data-testid': 'host-underlay' }, host.underlay
       ? code(host.underlay) : h('span', { class: 'dim' }, '—')),
-    h('td', {}, time(host.last_seen)))), 8, 'No host worker has reported yet.');
+    h('td', {}, time(host.last_seen)))), 9, 'No host worker has reported yet.');
 
   fill('networks', networks.map((net) => {
     const { state, hosts: realised, persistent } = net.status;
