@@ -250,7 +250,7 @@ def _live(el: etree._Element, want: InterfaceDef, port: StoredPort | None, statu
             out.empty("source", [("bridge", device["bridge"]), ("macTableManager", manager)])
             # the values in force (portgroup and network merged), as libvirt's status shows them
             if device["bandwidth"]:
-                _bandwidth(out, Bandwidth.model_validate(device["bandwidth"]))
+                print_bandwidth(out, Bandwidth.model_validate(device["bandwidth"]))
             if device["port_isolated"]:
                 out.empty("port", [("isolated", "yes")])
             out.close("actual")
