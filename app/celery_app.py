@@ -104,6 +104,7 @@ def task_sender(
         producer = getattr(local, "producer", None)
         if producer is None:
             producer = local.producer = celery.amqp.Producer(celery.connection_for_write())
+        options: dict[str, Any] = {} if declare else {"declare": []}
         # a short kwargsrepr spares Celery a repr() of the whole desired state per message
         celery.send_task(
             name,
@@ -112,7 +113,7 @@ def task_sender(
             producer=producer,
             argsrepr="()",
             kwargsrepr=f"<{len(kwargs)} kwargs>",
-            **({} if declare else {"declare": []}),
+            **options,
         )
 
     return send

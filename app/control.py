@@ -24,7 +24,7 @@ from app.db import get_sessionmaker
 from app.host_identity import report_secret, verified_host
 from app.services import hosts, migration, networks, overlay, port_lifecycle, realisation
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 
 log = logging.getLogger("virtnet.control")
 
@@ -164,7 +164,7 @@ def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
 
 
 def run_control_worker(settings: Settings) -> int:
-    from app.cli.server import upgrade_database
+    from app.services.schema import upgrade_database
 
     upgrade_database(settings)
     celery = make_celery(settings)

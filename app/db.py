@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
@@ -53,9 +51,3 @@ def _refuse_writes_when_read_only(session: Session, _context: object, _instances
     if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
         raise RuntimeError("a read-only session (a GET, or the event stream) tried to write")
 
-
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on error."""
-    with get_sessionmaker(url)() as session, session.begin():
-        yield session

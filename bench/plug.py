@@ -27,8 +27,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import hostnet  # noqa: E402
 import httpx  # noqa: E402
 
-from app.cli.server import upgrade_database  # noqa: E402
 from app.config import Settings  # noqa: E402
+from app.services.schema import upgrade_database  # noqa: E402
 from tests import netns, services  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 

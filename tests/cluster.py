@@ -21,7 +21,7 @@ from app.db import get_sessionmaker
 from app.host_identity import host_key
 from app.services import tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.server import upgrade_database
 from app.config import Settings
+from app.services.schema import upgrade_database
 from tests import netns, services
 from tests.cluster import Cluster
 

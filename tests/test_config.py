@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.cli.server import upgrade_database
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
+from app.services.schema import upgrade_database
 from tests.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,9 +6,10 @@ import logging
 import threading
 import uuid
 
-from app.celery_app import host_queue, make_celery
+from app.celery_app import host_queue, make_celery, task_sender
 from app.config import Settings
 from app.host_identity import own_host_key
+from workers.kernel import HostNet
 from workers.tasks import HostAgent, register_host_tasks
 
 log = logging.getLogger("virtnet.worker")
@@ -64,13 +65,14 @@ def run_host_worker(
 
             raise ConfigError(f"--underlay {underlay!r}: not an IPv4 or IPv6 address") from None
     celery = make_celery(settings, host=name)
+    state_dir = settings.state_dir / "hosts" / name
     agent = HostAgent(
-        celery,
+        network=lambda: HostNet(netns, state_dir),
+        send=task_sender(celery, declare=False),
         host=name,
-        netns=netns,
         worker_id=uuid.uuid4().hex,
         key=key,
-        state_dir=settings.state_dir / "hosts" / name,
+        state_dir=state_dir,
         underlay=underlay,
     )
     agent.probe()

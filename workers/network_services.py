@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.kernel import HostNet
 from workers.kernel.dnsmasq import DnsmasqSpec, Lease
+from workers.kernel.interface import HostNetwork
 
 
-def realise(net: HostNet, network: dict[str, Any]) -> None:
+def realise(net: HostNetwork, network: dict[str, Any]) -> None:
     """libvirt's order: the bridge is up with its addresses, then the rules, then dnsmasq."""
     if network["mode"] == "bridge":
         return
@@ -31,7 +31,7 @@ def realise(net: HostNet, network: dict[str, Any]) -> None:
         net.dnsmasq.stop(network["uuid"])
 
 
-def remove(net: HostNet, network: dict[str, Any]) -> None:
+def remove(net: HostNetwork, network: dict[str, Any]) -> None:
     """Before the bridge goes: dnsmasq stopped and its files removed, the rules deleted."""
     if network["mode"] == "bridge":
         return
@@ -40,7 +40,7 @@ def remove(net: HostNet, network: dict[str, Any]) -> None:
     net.remove_firewall([t for t in net.firewall_tables() if t.endswith(_hex(network))])
 
 
-def reconcile(net: HostNet, networks: list[dict[str, Any]]) -> None:
+def reconcile(net: HostNetwork, networks: list[dict[str, Any]]) -> None:
     """Drop the dnsmasq processes and rule tables of networks no longer active here."""
     wanted = {n["uuid"] for n in networks if n["mode"] != "bridge"}
     if net.dnsmasq is not None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from workers.kernel import HostNet, KernelError, OwnedDevice
+from workers.kernel import KernelError, OwnedDevice
+from workers.kernel.interface import HostNetwork
 from workers.kernel.vxlan import OVERHEAD, OverlaySpec, device_name
 
 log = logging.getLogger("virtnet.worker")
@@ -44,7 +45,7 @@ def spec(state: dict[str, Any]) -> OverlaySpec:
 
 
 def apply(
-    net: HostNet, state: dict[str, Any], underlay: str | None, *, full: bool
+    net: HostNetwork, state: dict[str, Any], underlay: str | None, *, full: bool
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
         "network_id": state["network_id"],
@@ -75,7 +76,7 @@ def apply(
 
 
 def remove_leftovers(
-    net: HostNet, owned: list[OwnedDevice], networks: list[dict[str, Any]]
+    net: HostNetwork, owned: list[OwnedDevice], networks: list[dict[str, Any]]
 ) -> None:
     """Drop VXLAN devices and firewall chains of overlays this host should no longer have."""
     wanted = {n["overlay"]["vni"] for n in networks if n.get("overlay")}

@@ -25,46 +25,54 @@ from app.celery_app import (
     REPORT_PORTS,
     REPORT_REALISATION,
     SYNC_OVERLAY,
-    task_sender,
 )
 from app.host_identity import sign
 from workers import network_services, overlay
-from workers.kernel import BridgeSpec, HostNet, KernelError, PortRef, PortSpec
+from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
+from workers.kernel.interface import HostNetwork
 from workers.kernel.specs import Bandwidth, Floor
 
 log = logging.getLogger("virtnet.worker")
 
 
+#: sends one task: name, keyword arguments, queue (app.celery_app.task_sender makes one)
+Sender = Callable[[str, dict[str, Any], str], None]
+
+
 class HostAgent:
-    """The host worker's state: which host it is, its kernel handle, how it reports back."""
+    """The host worker's state: which host it is, its kernel handle, how it reports back.
+
+    ``network`` opens the host's network when first needed (again after ``close``):
+    HostNet on a host, FakeHostNet in the unit tests. ``send`` carries reports away.
+    """
 
     def __init__(
         self,
-        celery: Celery,
         *,
+        network: Callable[[], HostNetwork],
+        send: Sender,
         host: str,
-        netns: str | None,
         worker_id: str,
         key: str,
         state_dir: Path | None = None,
         underlay: str | None = None,
     ) -> None:
-        self.celery, self.host, self.netns, self.worker_id = celery, host, netns, worker_id
+        self.host, self.worker_id = host, worker_id
+        self._open_network, self._send = network, send
         self.key = key  # signs every report: the control worker believes only signed claims
         self.state_dir = state_dir
         #: networks with a dnsmasq here: uuid -> [network id, lease file stamp last reported]
         self._lease_watch: dict[str, list[Any]] = {}
         self.underlay = underlay
         self.underlay_mtu: int | None = None
-        self._send = task_sender(celery, declare=False)
-        self._net: HostNet | None = None
+        self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
 
     @property
-    def net(self) -> HostNet:
+    def net(self) -> HostNetwork:
         if self._net is None:
-            self._net = HostNet(self.netns, self.state_dir)
+            self._net = self._open_network()
         return self._net
 
     def probe(self) -> None:

@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import InvalidBody, problem, pydantic_errors
+from app.api.errors import problem, pydantic_errors
 from app.conf import jsondoc
+from app.conf.errors import InvalidDocument
 
 MAX_BODY = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
@@ -70,11 +71,12 @@ def parse_json(
     try:
         data = jsondoc.loads(raw)
     except jsondoc.TooDeep as exc:
-        raise InvalidBody(422, str(exc), [{"field": "(document)", "message": str(exc)}]) from None
+        errors = [{"field": "(document)", "message": str(exc)}]
+        raise InvalidDocument("invalid", str(exc), errors) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidBody(400, f"the body is not valid JSON: {exc}") from None
+        raise InvalidDocument("malformed", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidBody(422, "the body must be a JSON object")
+        raise InvalidDocument("invalid", "the body must be a JSON object")
     extras = {key: data.pop(key) for key in read_only if key in data}
     try:
         # Strict mode: "true" is not a boolean and "5" is not a number.
@@ -82,4 +84,4 @@ def parse_json(
     except ValidationError as exc:
         errors = pydantic_errors(exc.errors())
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
-        raise InvalidBody(422, detail, errors) from None
+        raise InvalidDocument("invalid", detail, errors) from None

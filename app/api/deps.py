@@ -13,8 +13,8 @@ from app.db import get_sessionmaker
 from app.models import Token
 from app.services import tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
 from app.services.errors import Forbidden, Unauthorized
+from app.services.outbox import Outbox
 
 
 def get_settings(request: Request) -> Settings:

@@ -1,4 +1,8 @@
-"""Every error leaves the API as application/problem+json (RFC 9457)."""
+"""Every error leaves the API as application/problem+json (RFC 9457).
+
+The one place where the layers' errors become HTTP statuses: services raise a kind of
+ServiceError, the definitions layer an InvalidDocument of a kind; neither knows HTTP.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,46 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.conf.network.validate import Problem
-from app.services.errors import ServiceError, Unauthorized
+from app.conf.errors import InvalidDocument, Problem
+from app.services.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    ServiceError,
+    Unauthorized,
+)
 
 log = logging.getLogger("virtnet.api")
 PROBLEM = "application/problem+json"
 #: a problem lists at most this many errors, then says how many it left out
 MAX_ERRORS = 50
+
+#: each kind of service error as (status, title); a kind not listed is a plain 400
+SERVICE_STATUS: dict[type[ServiceError], tuple[int, str]] = {
+    ServiceError: (400, "Bad request"),
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflict"),
+    PreconditionFailed: (412, "Precondition failed"),
+    Invalid: (422, "Invalid definition"),
+    Forbidden: (403, "Forbidden"),
+    Unauthorized: (401, "Unauthorized"),
+}
+#: each kind of refused document as (status, title)
+DOCUMENT_STATUS: dict[str, tuple[int, str]] = {
+    "malformed": (400, "Malformed request"),
+    "too_large": (413, "Invalid request"),
+    "invalid": (422, "Invalid request"),
+}
+
+
+def service_status(exc: ServiceError) -> tuple[int, str]:
+    """The status and title of the nearest kind of ``exc`` that has one."""
+    for kind in type(exc).__mro__:
+        if kind in SERVICE_STATUS:
+            return SERVICE_STATUS[kind]
+    raise AssertionError("ServiceError itself has a status")
 
 
 def problem(
@@ -73,30 +110,23 @@ def pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-class InvalidBody(Exception):
-    """The request body could not be read as the document the route expects."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.errors = status, detail, errors or []
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        status, title = service_status(exc)
         return problem(
-            exc.status,
-            exc.title,
+            status,
+            title,
             exc.detail,
             errors=problems_to_errors(exc.problems, getattr(request.state, "xml_locate", None)),
             headers=headers,
         )
 
-    @app.exception_handler(InvalidBody)
-    async def _body(_: Request, exc: InvalidBody) -> JSONResponse:
-        title = "Malformed request" if exc.status == 400 else "Invalid request"
-        return problem(exc.status, title, exc.detail, errors=exc.errors)
+    @app.exception_handler(InvalidDocument)
+    async def _document(_: Request, exc: InvalidDocument) -> JSONResponse:
+        status, title = DOCUMENT_STATUS[exc.kind]
+        return problem(status, title, exc.detail, errors=exc.errors)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,8 +12,9 @@ from app.api.body import BodyLimit
 from app.api.openapi import document_answers
 from app.api.routes import domains, events, health, networks, ports, system
 from app.celery_app import make_celery, task_sender
+from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.network.model import NetworkDefinition
-from app.conf.port.model import DomainDefinition, InterfaceDef, PortRequest
+from app.conf.port.model import PortRequest
 from app.config import Settings, get_settings
 
 

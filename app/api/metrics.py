@@ -27,8 +27,8 @@ from app.db import get_sessionmaker
 from app.models import Host, Network, Operation, Port
 from app.services import latency
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
 from app.services.errors import Unauthorized
+from app.services.outbox import Outbox
 
 
 class StateCollector:

@@ -93,9 +93,9 @@ def _document(method: str, path: str, op: dict[str, Any]) -> None:
         codes.add(409)
     if "if-match" in params:
         codes.add(412)
-    for code in sorted(codes):
-        responses[str(code)] = {
-            "description": ERRORS[code],
+    for status in sorted(codes):
+        responses[str(status)] = {
+            "description": ERRORS[status],
             "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
     success = [c for c in responses if c.startswith("2")]

@@ -4,29 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.conf.port.actual import StoredPort, actual
 from app.models import Domain, Operation, Port
-
-
-def actual(port: Port) -> dict[str, Any]:
-    """The device the connection really uses: libvirt's <actual> / <plug>."""
-    return {
-        "type": port.spec.get("plug_type")
-        or ("network" if port.network_id is not None else "bridge"),
-        "bridge": port.bridge,
-        "mac_table_manager": port.mac_table_manager,
-        "tap": port.tap,
-        "mtu": port.spec.get("mtu"),
-        "vlan": None,
-        "bandwidth": port.spec.get("bandwidth"),
-        "port_isolated": bool(port.spec.get("isolated")),
-        "class_id": port.spec.get("class_id") if _floor(port) else None,
-        #: how the host limits the outbound side: 'police' (act_police) or 'ifb' (shaped)
-        "outbound_limit": port.spec.get("outbound_mode"),
-    }
-
-
-def _floor(port: Port) -> bool:
-    return bool(((port.spec.get("bandwidth") or {}).get("inbound") or {}).get("floor"))
 
 
 def port_view(port: Port, network: str | None) -> dict[str, Any]:
@@ -45,7 +24,7 @@ def port_view(port: Port, network: str | None) -> dict[str, Any]:
         "error": port.error,
         "revision": port.generation,
         "operation_id": port.operation_id,
-        "actual": actual(port),
+        "actual": actual(StoredPort.of(port)),
         "created_at": port.created_at,
         "updated_at": port.updated_at,
     }
@@ -90,7 +69,7 @@ def domain_view(domain: Domain, ports: list[Port]) -> dict[str, Any]:
                 "port_id": port.id,
                 "state": port.state,
                 "error": port.error,
-                **actual(port),
+                **actual(StoredPort.of(port)),
                 **guest_device(port),
             }
         interfaces.append({**interface, "actual": live})

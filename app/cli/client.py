@@ -1,6 +1,6 @@
 """Client verbs of the `virtnet` command: virsh's verbs, over the REST API.
 
-``add_commands`` registers them on the command's subparsers. Every verb takes
+The shared machinery of the verbs; client_commands registers them. Every verb takes
 ``--url`` (VIRTNET_URL, default http://127.0.0.1:8080), ``--token`` (VIRTNET_TOKEN) and
 ``--json``; verbs that act on a host also take ``--no-wait`` and ``--timeout``.
 
@@ -219,13 +219,3 @@ def print_document(
             hint="--json prints the JSON form",
         )
     print(response.text, end="" if response.text.endswith("\n") else "\n")
-
-
-def add_commands(sub: Any) -> None:
-    """Register the client verbs on `virtnet`'s subparsers (after the server commands)."""
-    from app.cli import client_domains, client_networks, client_system
-
-    verbs = Verbs(sub)
-    client_networks.register(verbs)
-    client_domains.register(verbs)
-    client_system.register(verbs)

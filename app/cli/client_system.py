@@ -95,7 +95,8 @@ def event_line(event: ServerEvent) -> str:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         return f"event '{event.kind}': {text}"
     kind, (what, _, name) = payload.get("kind", event.kind), payload["subject"].partition("/")
-    details = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    data = payload.get("data")
+    details = data if isinstance(data, dict) else {}
     shown = [
         f"{key}={value if isinstance(value, str) else json.dumps(value)}"
         for key, value in details.items()
@@ -129,7 +130,7 @@ def event(api: Api, args: argparse.Namespace) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 break
         else:
-            time.sleep(RECONNECT_SECONDS if deadline is None else min(RECONNECT_SECONDS, left))
+            time.sleep(RECONNECT_SECONDS if left is None else min(RECONNECT_SECONDS, left))
 
 
 def register(verbs: Verbs) -> None:

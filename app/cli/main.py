@@ -21,7 +21,7 @@ def get_settings() -> Settings:
 
 
 def _db_upgrade(_: argparse.Namespace) -> int:
-    from app.cli.server import upgrade_database
+    from app.services.schema import upgrade_database
 
     upgrade_database(get_settings())
     print("database is at the latest schema")
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the host's name (its worker's --host)")
     p.set_defaults(func=_host_key)
 
-    from app.cli.client import add_commands  # client verbs (they need no server modules)
+    from app.cli.client_commands import add_commands  # no server modules needed
 
     add_commands(sub)
     return parser

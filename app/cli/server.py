@@ -10,31 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from app.config import Settings, parse_listen
-
-
-def upgrade_database(settings: Settings) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from app.db import get_sessionmaker
-    from app.services import tokens
-
-    url = settings.effective_database_url
-    if url.startswith("sqlite:///"):
-        os.makedirs(
-            os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))) or ".", exist_ok=True
-        )
-    config = Config()
-    config.set_main_option("script_location", os.path.join(_root(), "migrations"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
-    with get_sessionmaker(url)() as session:
-        tokens.ensure_bootstrap(session, settings.bootstrap_token)
-
-
-def _root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from app.services.schema import upgrade_database
 
 #: how long uvicorn lets open requests (an event stream never ends by itself) finish on exit
 GRACEFUL_SECONDS = 3
@@ -84,7 +60,7 @@ def create_token(settings: Settings, *, role: str, name: str) -> str:
     from app.db import get_sessionmaker
     from app.services import tokens
     from app.services.context import Ctx
-    from app.services.dispatch import Outbox
+    from app.services.outbox import Outbox
 
     with get_sessionmaker(settings.effective_database_url)() as session:
         _, secret = tokens.create(Ctx(session, Outbox(None), settings), role=role, name=name)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import utcnow
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 
 
 @dataclass

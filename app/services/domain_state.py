@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.models import Domain, Operation, Port
-from app.services import events
+from app.services import events, ports
 from app.services.context import Ctx
 from app.services.port_queries import domain_ports
 
@@ -24,15 +24,13 @@ def set_state(ctx: Ctx, domain: Domain, state: str, error: str | None = None) ->
 
 
 def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port]) -> None:
-    from app.services import port_lifecycle
-
     if op.kind == "domain.start":
         if op.error:
             # libvirt's rule: a domain that cannot get all its interfaces does not run. It is
             # shut off once the interfaces already plugged are unplugged and released, so a
             # retry never finds their MACs or taps still taken.
             live = [p for p in domain_ports(ctx, domain) if p.state != "unplugging"]
-            port_lifecycle.unplug(ctx, live, kind="domain.start.rollback", target=op.target)
+            ports.unplug(ctx, live, kind="domain.start.rollback", target=op.target)
             set_state(ctx, domain, "stopping" if live else "shut_off", op.error)
         else:
             set_state(ctx, domain, "running")
@@ -58,7 +56,7 @@ def after_operation(ctx: Ctx, domain: Domain, op: Operation, op_ports: list[Port
     elif op.kind == "domain.attach" and op.error:
         macs = {p.mac for p in op_ports}
         failed = [p for p in op_ports if p.state != "released"]
-        port_lifecycle.unplug(ctx, failed, kind="domain.rollback", target=op.target)
+        ports.unplug(ctx, failed, kind="domain.rollback", target=op.target)
         interfaces = domain.definition.get("interfaces", [])
         domain.definition = {
             **domain.definition,

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.conf.common import compact, random_mac
-from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef, Owner, PortRequest
+from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
+from app.conf.port.model import Owner, PortRequest
 from app.models import Domain, Operation, Port
 from app.services import events, operations, overlay, port_lifecycle, ports
 from app.services.context import Ctx
@@ -181,7 +182,7 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Operation:
     live = domain_ports(ctx, domain)
     # the kind remembers a paused domain, which a refused stop leaves paused
     kind = "domain.stop.paused" if domain.state == "paused" else "domain.stop"
-    op = port_lifecycle.unplug(ctx, live, kind=kind, target=f"domain/{name}", keep_busy=not force)
+    op = ports.unplug(ctx, live, kind=kind, target=f"domain/{name}", keep_busy=not force)
     set_state(ctx, domain, "stopping" if live else "shut_off")
     ctx.commit(conflict=port_lifecycle.race("the domain"))
     return op
@@ -260,7 +261,7 @@ def detach(ctx: Ctx, *, name: str, mac: str, force: bool = False) -> Operation:
             "interfaces": [i for i in interfaces if i.get("mac") != mac],
         }
     domain.revision += 1
-    op = port_lifecycle.unplug(
+    op = ports.unplug(
         ctx, live, kind="domain.detach", target=f"domain/{name}", keep_busy=not force
     )
     ctx.commit(conflict=port_lifecycle.race("the interface"))
@@ -275,7 +276,7 @@ def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
             f"domain {name!r} is {domain.state}; stop it first or delete with ?force=true"
         )
     op = (
-        port_lifecycle.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
+        ports.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
         if live
         else None
     )

@@ -1,15 +1,14 @@
-"""Errors services raise; the API turns each into one problem+json status."""
+"""Errors services raise, one class per kind of refusal; the API maps each kind to HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.conf.network.validate import Problem
+from app.conf.errors import Problem
 
 
 class ServiceError(Exception):
-    status = 400
-    title = "Bad request"
+    """A request the service refuses; ``problems`` name the fields at fault, if any."""
 
     def __init__(self, detail: str, *, problems: Sequence[Problem] = ()) -> None:
         super().__init__(detail)
@@ -18,33 +17,27 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    status = 404
-    title = "Not found"
+    """The object named does not exist."""
 
 
 class Conflict(ServiceError):
-    status = 409
-    title = "Conflict"
+    """The request clashes with the current state (a name or device taken, a wrong state)."""
 
 
 class PreconditionFailed(ServiceError):
-    status = 412
-    title = "Precondition failed"
+    """The caller's revision (If-Match) is not the current one."""
 
 
 class Invalid(ServiceError):
-    status = 422
-    title = "Invalid definition"
+    """The definition breaks a rule (``problems`` say which)."""
 
 
 class Forbidden(ServiceError):
-    status = 403
-    title = "Forbidden"
+    """The caller's role does not allow this."""
 
 
 class Unauthorized(ServiceError):
-    status = 401
-    title = "Unauthorized"
+    """No valid credentials."""
 
 
 def require_revision(what: str, current: int, wanted: int | None) -> None:

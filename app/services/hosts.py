@@ -28,8 +28,12 @@ def heartbeat(
 ) -> None:
     """Record that a host worker is alive; a new, restarted or returning one gets its state."""
     host = ctx.db.get(Host, name)
-    comeback = registering or host is None or not ctx.host_is_up(host.last_seen)
-    comeback = comeback or host.worker_id != worker_id
+    comeback = (
+        registering
+        or host is None
+        or not ctx.host_is_up(host.last_seen)
+        or host.worker_id != worker_id
+    )
     if host is None:
         host = Host(name=name)
         ctx.db.add(host)

@@ -8,8 +8,8 @@ floor; anything else about a plugged interface needs a detach and an attach.
 from __future__ import annotations
 
 from app.conf.common import compact
+from app.conf.domain.model import InterfaceDef
 from app.conf.network.model import NetworkDefinition
-from app.conf.port.model import InterfaceDef
 from app.models import Domain, Operation
 from app.services import operations, port_lifecycle, port_qos, ports
 from app.services.context import Ctx

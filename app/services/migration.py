@@ -135,7 +135,8 @@ def _switch(ctx: Ctx, op: Operation, op_ports: list[Port]) -> None:
     """Every entry moves at once: the ports now live on the target."""
     now = time.time()
     target = ""
-    to_target, to_source = [], {}
+    to_target: list[Any] = []
+    to_source: dict[str, Any] = {}
     for port in op_ports:
         m = dict(port.migration or {})
         target = m["target"]

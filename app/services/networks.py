@@ -88,7 +88,7 @@ def _complete(
     problems = _overlay_mtu(ctx, definition)
     if problems:
         raise Invalid("the network's MTU does not fit the hosts' underlay", problems=problems)
-    overlaps = overlap_problems(definition, _other_subnets(ctx, existing and existing.id))
+    overlaps = overlap_problems(definition, _other_subnets(ctx, existing.id if existing else None))
     if overlaps:
         raise Conflict(overlaps[0].msg, problems=overlaps)
     d = definition.model_copy(deep=True)
@@ -118,7 +118,7 @@ def _overlay_mtu(ctx: Ctx, definition: NetworkDefinition) -> list[Any]:
     rows = ctx.db.execute(
         select(Host.name, Host.underlay, Host.underlay_mtu).where(Host.underlay.is_not(None))
     ).all()
-    return overlay_mtu_problems(definition, [(r[0], r[1], r[2]) for r in rows])
+    return overlay_mtu_problems(definition, [(r[0], r[1] or "", r[2]) for r in rows])
 
 
 def _vni(d: NetworkDefinition | dict[str, Any] | None) -> int | None:

@@ -75,11 +75,13 @@ def host_states(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
             port_hosts.add(p.migration["target"])  # it gets broadcasts before the switch
     live = network.live or network.definition
     flood = live.get("bridge", {}).get("mac_table_manager", "kernel") != "libvirt"
-    allowed = sorted({hosts[h].underlay for h in members} - {None})
+    allowed = sorted({u for h in members if (u := hosts[h].underlay) is not None})
     states = {}
     for name in members:
         me = hosts[name]
-        peers = sorted({hosts[h].underlay for h in port_hosts if h != name and h in hosts})
+        peers = sorted(
+            {u for h in port_hosts if h != name and h in hosts and (u := hosts[h].underlay)}
+        )
         remote = sorted(
             [p.mac, hosts[p.host].underlay]
             for p in ports

@@ -27,30 +27,12 @@ def create(ctx: Ctx, *, network_name: str, request: PortRequest) -> tuple[Port, 
     return port, op
 
 
-def unplug(
-    ctx: Ctx, port_list: list[Port], *, kind: str, target: str, keep_busy: bool = False
-) -> Operation:
-    """Start unplugging ``port_list``; each row is released when its host confirms.
-
-    ``keep_busy``: the host leaves every port alone if one of them is a tap a process holds
-    open, and the operation ends "refused" naming it (a stop or unplug without force)."""
-    op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
-    for port in port_list:
-        port.spec = {**port.spec, "keep_busy": keep_busy}
-        port.state = "unplugging"
-        port.generation += 1
-        port.operation_id = op.id
-    ports.send(ctx, port_list, present=False)
-    overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
-    return op
-
-
 def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     network = ports.network_for_ports(ctx, network_name)
     port = ports.get(ctx, network, port_id)
     if port.domain_id is not None:
         raise Conflict(f"port {port_id} belongs to a domain; detach the interface instead")
-    op = unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
+    op = ports.unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
     ctx.commit(conflict=race("the port"))
     return op
 

@@ -11,8 +11,8 @@ from app.celery_app import APPLY_PORTS, host_queue
 from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
-from app.models import Host, Network, Port
-from app.services import port_qos
+from app.models import Host, Network, Operation, Port
+from app.services import operations, overlay, port_qos
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.vlan import vlan_refusal
@@ -200,6 +200,24 @@ def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
         by_host.setdefault(port.host, []).append(host_port(port, present=present))
     for host, specs in by_host.items():
         ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
+
+
+def unplug(
+    ctx: Ctx, port_list: list[Port], *, kind: str, target: str, keep_busy: bool = False
+) -> Operation:
+    """Start unplugging ``port_list``; each row is released when its host confirms.
+
+    ``keep_busy``: the host leaves every port alone if one of them is a tap a process holds
+    open, and the operation ends "refused" naming it (a stop or unplug without force)."""
+    op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
+    for port in port_list:
+        port.spec = {**port.spec, "keep_busy": keep_busy}
+        port.state = "unplugging"
+        port.generation += 1
+        port.operation_id = op.id
+    send(ctx, port_list, present=False)
+    overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
+    return op
 
 
 def get(ctx: Ctx, network: Network, port_id: str) -> Port:

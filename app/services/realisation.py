@@ -101,11 +101,9 @@ def plan_refresh(ctx: Ctx, network: Network) -> None:
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
-    from app.services import port_lifecycle
-
     attached = port_queries.network_ports(ctx, network.id)
     if attached:  # only with ?force: the taps go before their bridge
-        port_lifecycle.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
+        ports.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 from tests import services
 
 

@@ -10,7 +10,7 @@ from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import hosts
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 
 OVERLAY = {"name": "ov", "overlay": {"vni": 5000}}
 

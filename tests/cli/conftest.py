@@ -25,7 +25,7 @@ from app.db import get_sessionmaker
 from app.models import Host, utcnow
 from app.services import tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 from tests import services
 from tests.cluster import ROOT, wait_for
 

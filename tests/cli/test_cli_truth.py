@@ -12,7 +12,7 @@ from app.db import get_sessionmaker
 from app.models import Network, Realisation
 from app.services import realisation
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
+from app.services.outbox import Outbox
 from tests.cli.conftest import Virtnet, WriteFile, add_host
 from tests.cluster import ROOT, wait_for
 

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from app.api.errors import InvalidBody
 from app.conf.domain.format import domain_to_xml
 from app.conf.domain.parse import domain_from_xml
+from app.conf.errors import InvalidDocument
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Domain
@@ -39,8 +39,8 @@ NET = (
 )
 
 
-def refusal(raw: bytes, host: str | None = "h") -> InvalidBody:
-    with pytest.raises(InvalidBody) as caught:
+def refusal(raw: bytes, host: str | None = "h") -> InvalidDocument:
+    with pytest.raises(InvalidDocument) as caught:
         domain_from_xml(raw, host)
     return caught.value
 
@@ -158,7 +158,7 @@ def test_invalid_documents_name_the_element_and_line(
     raw: bytes, field: str, line: int | None, says: str
 ) -> None:
     error = refusal(raw, None if field == "?host" else "h")
-    assert error.status == 422
+    assert error.kind == "invalid"
     places = [{"field": e["field"], "line": e["line"]} for e in error.errors]
     assert {"field": field, "line": line} in places, error.errors
     assert says in error.detail, error.detail

@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.errors import InvalidBody
+from app.conf.errors import InvalidDocument
 from app.conf.network.xml import network_from_xml
 from tests.api.conftest import assert_problem
 
@@ -95,9 +95,9 @@ def test_oversize_body_is_413_through_the_api_and_in_the_parser(client: TestClie
     big = NETWORK % (b"<description>" + b"x" * (1024 * 1024) + b"</description>")
     assert_problem(client.post("/v1/networks", content=big, headers=XML), 413)
     assert client.get("/v1/networks").json()["items"] == []
-    with pytest.raises(InvalidBody) as caught:
+    with pytest.raises(InvalidDocument) as caught:
         network_from_xml(big)
-    assert caught.value.status == 413
+    assert caught.value.kind == "too_large"
 
 
 def test_a_lot_of_harmless_xml_is_still_quick() -> None:
@@ -111,13 +111,13 @@ def test_a_lot_of_harmless_xml_is_still_quick() -> None:
 
 MEASURE = """
 import resource, sys
-from app.api.errors import InvalidBody
+from app.conf.errors import InvalidDocument
 from app.conf.network.xml import network_from_xml
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     network_from_xml(sys.stdin.buffer.read())
-except InvalidBody as exc:
-    print(exc.status, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+except InvalidDocument as exc:
+    print(exc.kind, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 
 
@@ -141,5 +141,5 @@ def test_hostile_body_is_refused_in_bounded_memory(body: bytes) -> None:
         timeout=60,
     )
     status, grown_kib = done.stdout.decode().split()
-    assert status == "400", done.stderr
+    assert status == "malformed", done.stderr
     assert int(grown_kib) < 16 * 1024, f"peak memory grew by {grown_kib} KiB"

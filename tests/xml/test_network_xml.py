@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.errors import InvalidBody
 from app.conf.common import compact
+from app.conf.errors import InvalidDocument
 from app.conf.network.xml import network_from_xml, network_to_xml
 from tests.api.conftest import assert_problem
 
@@ -20,9 +20,9 @@ def document(xml: str) -> dict[str, Any]:
 
 
 def refusal(xml: str) -> list[dict[str, Any]]:
-    with pytest.raises(InvalidBody) as caught:
+    with pytest.raises(InvalidDocument) as caught:
         network_from_xml(xml.encode())
-    assert caught.value.status == 422
+    assert caught.value.kind == "invalid"
     return caught.value.errors
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.errors import InvalidBody
+from app.conf.errors import InvalidDocument
 from app.conf.port.model import PlugBridge
 from app.conf.port.xml import format_networkport, parse_networkport
 from app.config import Settings
@@ -26,8 +26,8 @@ def port_xml(*parts: str, owner: str = OWNER) -> bytes:
     return ("<networkport>\n" + owner + "\n" + "\n".join(parts) + "\n</networkport>").encode()
 
 
-def refusal(raw: bytes) -> InvalidBody:
-    with pytest.raises(InvalidBody) as caught:
+def refusal(raw: bytes) -> InvalidDocument:
+    with pytest.raises(InvalidDocument) as caught:
         parse_networkport(raw)
     return caught.value
 
@@ -124,7 +124,7 @@ def test_invalid_documents_name_the_element_and_line(
     raw: bytes, field: str, line: int | None, says: str
 ) -> None:
     error = refusal(raw)
-    assert error.status == 422
+    assert error.kind == "invalid"
     assert {"field": field, "line": line} in [
         {"field": e["field"], "line": e["line"]} for e in error.errors
     ], error.errors

@@ -11,6 +11,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -66,7 +67,7 @@ def ensure_addresses(device: str, wanted: Sequence[str]) -> tuple[list[str], lis
                 removed.append(str(iface))
             for iface in sorted(want - have, key=lambda i: (i.version, str(i))):
                 family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
-                extra = {}
+                extra: dict[str, Any] = {}
                 if iface.version == 4:
                     extra["broadcast"] = str(iface.network.broadcast_address)
                 else:

@@ -88,6 +88,8 @@ def ensure_bridge(
             index = nl.parse_link(reply.payloads[0]).index if reply.payloads else 0
             _label(sock, spec, index or _index_of(sock, spec.name))
         link = links.get_link(sock, spec.name)
+        if link is None:
+            raise KernelError(f"{what}: bridge vanished while being created", errno.ENODEV)
     if link is not None and links.half_made(link) and links.device_kind(link) == "bridge":
         _label(sock, spec, link.index)  # a worker died between creating and labelling it
         created = True

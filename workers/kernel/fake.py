@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import links
+from . import links, vxlan
 from .bridges import NO_VLAN_FILTERING, effective_delay
+from .dnsmasq import DnsmasqSupervisor
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError
 from .specs import (
     ALIAS_PREFIX,
+    Bandwidth,
     BridgeResult,
     BridgeSpec,
     HostCapabilities,
@@ -67,7 +69,7 @@ class FakeHostNet:
         self.addrs: dict[str, set[str]] = {}  # bridge -> "addr/prefix"
         self.tables: dict[str, dict[str, Any]] = {}  # nftables table name -> spec
         self.ip_forwarding: set[int] = set()
-        self.dnsmasq = None  # no processes in the fake: dnsmasq needs a real host
+        self.dnsmasq: DnsmasqSupervisor | None = None  # no processes: dnsmasq needs a real host
 
     def _add(self, device: FakeDevice) -> FakeDevice:
         device.index = self._next_index
@@ -206,6 +208,51 @@ class FakeHostNet:
             except KernelError as exc:
                 results.append(exc)
         return results
+
+    # -- bandwidth: tc is the real kernel's alone (tests/kernel/test_kernel_bandwidth.py);
+    # here a network's limits are only remembered on its bridge
+
+    def ensure_bridge_bandwidth(
+        self, bridge: str, owner: str, bandwidth: Bandwidth | None
+    ) -> str | None:
+        device = self._owned(bridge, owner, "bridge", f"setting bandwidth on bridge {bridge}")
+        if device is None:
+            raise BridgeMissing(f"setting bandwidth on bridge {bridge}: no such bridge")
+        device.extra["bandwidth"] = bandwidth
+        return None
+
+    def remove_floors(self, bridge: str, *, keep: set[int]) -> list[int]:
+        return []
+
+    def remove_ifb(self, owner: str) -> bool:
+        return False
+
+    # -- guests: no process holds a fake tap, and the fake makes no namespaces
+
+    def held_taps(self, names: Sequence[str]) -> set[str]:
+        return set()
+
+    def created_namespaces(self) -> list[str]:
+        return []
+
+    def remove_namespace_if_unused(self, name: str) -> bool:
+        return False
+
+    # -- overlays: VXLAN is the real kernel's alone (tests/kernel)
+
+    def ensure_overlay(
+        self, spec: vxlan.OverlaySpec, allowed: tuple[str, ...], *, full: bool = False
+    ) -> vxlan.OverlayResult:
+        raise KernelError("the fake kernel has no VXLAN")
+
+    def remove_overlay(self, vni: int, owner: str) -> bool:
+        return False
+
+    def underlay_mtu(self, address: str) -> int | None:
+        return None
+
+    def overlay_chains(self) -> list[int]:
+        return []
 
     def _plug(self, spec: PortSpec) -> None:
         what = f"plugging tap {spec.tap}"

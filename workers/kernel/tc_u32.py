@@ -18,7 +18,7 @@ ETH_P_IP = 0x0800
 TC_U32_TERMINAL = 1
 
 
-class _KeysSel(cls_u32.options.u32_sel):  # type: ignore[name-defined,misc]
+class _KeysSel(cls_u32.options.u32_sel):
     def encode(self) -> None:
         keys: list[tuple[int, int, int]] = self["keys"]
         self["nkeys"] = len(keys)
@@ -40,12 +40,12 @@ class _KeysSel(cls_u32.options.u32_sel):  # type: ignore[name-defined,misc]
         struct.pack_into("H", self.data, self.offset, self.length)
 
 
-class _KeysOptions(cls_u32.options):  # type: ignore[misc]
+class _KeysOptions(cls_u32.options):
     u32_sel = _KeysSel
     _nlmsg_base__compiled_nla = False  # compile this class's own table, not the parent's
 
 
-class _FilterMsg(tcmsg):  # type: ignore[misc]
+class _FilterMsg(tcmsg):
     _nlmsg_base__compiled_nla = False
 
     @staticmethod

@@ -10,13 +10,20 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.api.http import (
+    RawBody,
+    Wait,
+    action_response,
+    revision_precondition,
+    sends_xml,
+    wants_xml,
+)
 from app.api.port_views import domain_view
 from app.api.requests import MigrateRequest
-from app.api.routes.actions import Wait, action_response
-from app.api.routes.networks import revision_precondition, run_blocking, wants_xml
 from app.conf.domain.format import domain_to_xml
+from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.domain.parse import read_domain_xml
-from app.conf.port.model import DomainDefinition, InterfaceDef
+from app.conf.port.actual import StoredPort
 from app.models import Domain
 from app.services import domains, interface_update, migration
 from app.services.context import Ctx
@@ -53,22 +60,21 @@ def _view(
     headers = {"ETag": f'"{domain.revision}"'}
     live = domain_ports(ctx, domain)
     if request is not None and wants_xml(request):
-        text = domain_to_xml(domain.definition, live, live=not inactive, status=status_xml)
+        ports = [StoredPort.of(p) for p in live]
+        text = domain_to_xml(domain.definition, ports, live=not inactive, status=status_xml)
         return Response(text, status, headers, media_type="application/xml")
     body = jsonable_encoder(domain_view(domain, live))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _definition(
-    request: Request, host: str | None, ctx: Ctx, name: str | None = None
+def _definition(
+    request: Request, raw: bytes, host: str | None, ctx: Ctx, name: str | None = None
 ) -> tuple[DomainDefinition, dict[str, Any]]:
-    if "xml" not in request.headers.get("content-type", ""):
+    if not sends_xml(request):
         read_only = ("status",) if name is not None else ()  # PUT takes back a GET's status
-        return parse_json(await request.body(), DomainDefinition, read_only=read_only)
-    raw = await request.body()
+        return parse_json(raw, DomainDefinition, read_only=read_only)
     if host is None and name is not None:
-        existing = await run_blocking(domains.get, ctx, name)
-        host = existing.host
+        host = domains.get(ctx, name).host
     definition, found = read_domain_xml(raw, host)
     request.state.xml_locate = found.locate  # errors name XML places (app/api/errors.py)
     return definition, {}
@@ -78,11 +84,11 @@ DOMAIN_XML = "libvirt <domain>; ?host= names the host"
 
 
 @router.post("", status_code=201, openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
-async def define_domain(
-    request: Request, ctx: CtxDep, _: Operator, host: XmlHost = None
+def define_domain(
+    request: Request, raw: RawBody, ctx: CtxDep, _: Operator, host: XmlHost = None
 ) -> Response:
-    definition, _extra = await _definition(request, host, ctx)
-    domain = await run_blocking(domains.define, ctx, definition=definition)
+    definition, _extra = _definition(request, raw, host, ctx)
+    domain = domains.define(ctx, definition=definition)
     response = _view(ctx, domain, 201, request=request)
     response.headers["Location"] = f"/v1/domains/{domain.name}"
     return response
@@ -116,17 +122,17 @@ def get_domain(
 
 
 @router.put("/{name}", openapi_extra=_schema_body("DomainDefinition", DOMAIN_XML))
-async def update_domain(
+def update_domain(
     name: str,
     request: Request,
+    raw: RawBody,
     ctx: CtxDep,
     _: Operator,
     if_match: Annotated[str | None, Header()] = None,
     host: XmlHost = None,
 ) -> Response:
-    definition, extra = await _definition(request, host, ctx, name)
-    domain = await run_blocking(
-        domains.update,
+    definition, extra = _definition(request, raw, host, ctx, name)
+    domain = domains.update(
         ctx,
         name=name,
         definition=definition,
@@ -186,28 +192,26 @@ def resume_domain(name: str, ctx: CtxDep, _: Operator, wait: Wait = None) -> JSO
 
 
 @router.post("/{name}/interfaces", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
-async def attach_interface(
-    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+def attach_interface(
+    name: str, raw: RawBody, ctx: CtxDep, _: Operator, wait: Wait = None
 ) -> JSONResponse:
-    interface, _extra = parse_json(await request.body(), InterfaceDef)
-    op = await run_blocking(domains.attach, ctx, name=name, interface=interface)
-    return await run_blocking(action_response, ctx, op, wait)
+    interface, _extra = parse_json(raw, InterfaceDef)
+    op = domains.attach(ctx, name=name, interface=interface)
+    return action_response(ctx, op, wait)
 
 
 @router.put("/{name}/interfaces/{mac}", status_code=202, openapi_extra=_schema_body("InterfaceDef"))
-async def update_interface(
-    name: str, mac: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None
+def update_interface(
+    name: str, mac: str, raw: RawBody, ctx: CtxDep, _: Operator, wait: Wait = None
 ) -> Response:
     """Replace one interface (virsh update-device): on a running domain its bandwidth and
     port isolation apply to the same tap, without replugging (202 with an operation)."""
-    interface, _extra = parse_json(await request.body(), InterfaceDef)
-    domain = await run_blocking(domains.get, ctx, name)
-    op = await run_blocking(
-        interface_update.update_interface, ctx, domain=domain, mac=mac, interface=interface
-    )
+    interface, _extra = parse_json(raw, InterfaceDef)
+    domain = domains.get(ctx, name)
+    op = interface_update.update_interface(ctx, domain=domain, mac=mac, interface=interface)
     if op is None:
         return _view(ctx, domain)
-    return await run_blocking(action_response, ctx, op, wait)
+    return action_response(ctx, op, wait)
 
 
 @router.delete("/{name}/interfaces/{mac}", status_code=202)

@@ -19,8 +19,8 @@ from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import events, tokens
 from app.services.context import Ctx
-from app.services.dispatch import Outbox
 from app.services.errors import Forbidden, Invalid, Unauthorized
+from app.services.outbox import Outbox
 
 router = APIRouter(prefix="/v1", tags=["events"])
 POLL_SECONDS = 0.1

@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.api.http import RawBody, revision_precondition, sends_xml, wants_xml
 from app.api.requests import AutostartRequest
 from app.api.views import NetworkView, Page, network_view
 from app.conf.common import DB_INT_MAX, compact
@@ -18,7 +18,6 @@ from app.conf.network.update import UpdateRequest
 from app.conf.network.xml import network_to_xml, read_network_xml
 from app.services import network_update, networks, overlay, realisation
 from app.services.context import Ctx
-from app.services.errors import PreconditionFailed
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
@@ -31,11 +30,6 @@ DEFINITION_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-def wants_xml(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "xml" in accept and "json" not in accept
 
 
 def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
@@ -59,34 +53,24 @@ def _view(
     return JSONResponse(body, headers=headers)
 
 
-def revision_precondition(if_match: str | None, read_only: dict[str, Any]) -> int | None:
-    if if_match is None:
-        status = read_only.get("status")
-        revision = status.get("revision") if isinstance(status, dict) else None
-        return revision if isinstance(revision, int) else None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise PreconditionFailed(f"If-Match {if_match!r} is not a revision this API issued")
-    return int(text)
-
-
-async def _definition(request: Request) -> tuple[NetworkDefinition, dict[str, Any]]:
-    if "xml" in request.headers.get("content-type", ""):
-        definition, found = read_network_xml(await request.body())
+def _definition(request: Request, raw: bytes) -> tuple[NetworkDefinition, dict[str, Any]]:
+    if sends_xml(request):
+        definition, found = read_network_xml(raw)
         request.state.xml_locate = found.locate  # errors name XML places (app/api/errors.py)
         return definition, {}
-    return parse_json(await request.body(), NetworkDefinition, read_only=("status",))
+    return parse_json(raw, NetworkDefinition, read_only=("status",))
 
 
 @router.post("", status_code=201, response_model=NetworkView, openapi_extra=DEFINITION_BODY)
-async def define_network(
+def define_network(
     request: Request,
+    raw: RawBody,
     ctx: CtxDep,
     _: Operator,
     start: Annotated[bool, Query(description="create a transient, started network")] = False,
-) -> JSONResponse:
-    definition, _read_only = await _definition(request)
-    network = await run_blocking(networks.define, ctx, definition=definition, start=start)
+) -> Response:
+    definition, _read_only = _definition(request, raw)
+    network = networks.define(ctx, definition=definition, start=start)
     response = _view(ctx, network, request=request)
     response.status_code = 201
     response.headers["Location"] = f"/v1/networks/{network.name}"
@@ -124,9 +108,10 @@ def get_network(
 
 
 @router.put("/{name}", response_model=NetworkView, openapi_extra=DEFINITION_BODY)
-async def update_network(
+def update_network(
     name: str,
     request: Request,
+    raw: RawBody,
     ctx: CtxDep,
     _: Operator,
     if_match: Annotated[str | None, Header()] = None,
@@ -137,10 +122,9 @@ async def update_network(
             "DHCP hosts and DNS hosts/TXT/SRV apply at once on every host"
         ),
     ] = False,
-) -> JSONResponse:
-    definition, read_only = await _definition(request)
-    network = await run_blocking(
-        network_update.update_live if live else networks.update,
+) -> Response:
+    definition, read_only = _definition(request, raw)
+    network = (network_update.update_live if live else networks.update)(
         ctx,
         name=name,
         definition=definition,
@@ -152,7 +136,7 @@ async def update_network(
 @router.post("/{name}/update", response_model=NetworkView)
 def update_network_section(
     name: str, body: UpdateRequest, ctx: CtxDep, _: Operator
-) -> JSONResponse:
+) -> Response:
     """libvirt's net-update: add-first, add-last, modify or delete one DHCP host or DNS
     host/TXT/SRV entry; by default of the running network when active, else of the stored
     definition (``live`` and ``config`` choose)."""
@@ -171,13 +155,13 @@ def dhcp_leases(
 
 
 @router.delete("/{name}", status_code=204, response_model=None)
-def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response | JSONResponse:
+def undefine_network(name: str, ctx: CtxDep, _: Operator) -> Response:
     network = networks.undefine(ctx, name=name)
     return Response(status_code=204) if network is None else _view(ctx, network)
 
 
 @router.post("/{name}/start", response_model=NetworkView)
-def start_network(name: str, ctx: CtxDep, _: Operator) -> JSONResponse:
+def start_network(name: str, ctx: CtxDep, _: Operator) -> Response:
     return _view(ctx, networks.start(ctx, name=name))
 
 
@@ -193,10 +177,5 @@ def stop_network(
 
 
 @router.put("/{name}/autostart", response_model=NetworkView)
-def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> JSONResponse:
+def set_autostart(name: str, body: AutostartRequest, ctx: CtxDep, _: Operator) -> Response:
     return _view(ctx, networks.set_autostart(ctx, name=name, enabled=body.enabled))
-
-
-async def run_blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking service call off the event loop (async routes read the raw body)."""
-    return await run_in_threadpool(func, *args, **kwargs)

@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json
 from app.api.deps import CtxDep, Operator, Reader
+from app.api.http import RawBody, Wait, action_response, sends_xml, settle, wants_xml
 from app.api.port_views import operation_view, port_view
-from app.api.routes.actions import Wait, action_response, settle
-from app.api.routes.networks import run_blocking, wants_xml
 from app.conf.network.model import NetworkDefinition
+from app.conf.port.actual import StoredPort
 from app.conf.port.model import PortRequest
 from app.conf.port.xml import parse_networkport, port_request, port_to_xml
 from app.models import Port
@@ -56,30 +56,29 @@ def _port_json(port: Port, network_name: str) -> dict[str, Any]:
 
 
 @router.post("/networks/{name}/ports", status_code=202, openapi_extra=PORT_BODY)
-async def create_port(
-    name: str, request: Request, ctx: CtxDep, _: Operator, wait: Wait = None, host: XmlHost = None
+def create_port(
+    name: str,
+    request: Request,
+    raw: RawBody,
+    ctx: CtxDep,
+    _: Operator,
+    wait: Wait = None,
+    host: XmlHost = None,
 ) -> Response:
-    if "xml" in request.headers.get("content-type", ""):
-        body = await run_blocking(_xml_request, ctx, name, await request.body(), host)
+    if sends_xml(request):
+        body = _xml_request(ctx, name, raw, host)
     else:
-        body, _extra = parse_json(await request.body(), PortRequest)
-    port, op = await run_blocking(port_lifecycle.create, ctx, network_name=name, request=body)
-    op = await run_blocking(settle, ctx, op, wait)
+        body, _extra = parse_json(raw, PortRequest)
+    port, op = port_lifecycle.create(ctx, network_name=name, request=body)
+    op = settle(ctx, op, wait)
     if op.state in operations.FINISHED:
-        port = await run_blocking(_reread, ctx, port)
+        port = port_queries.reread(ctx, port)
     status = 201 if op.state in operations.FINISHED else 202
     headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
     if wants_xml(request):
-        return Response(port_to_xml(port), status, headers, media_type="application/xml")
+        xml = port_to_xml(StoredPort.of(port))
+        return Response(xml, status, headers, media_type="application/xml")
     return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
-
-
-def _reread(ctx: Ctx, port: Port) -> Port:
-    """The port as its host reported it, read here in a worker thread: on SQLite a transaction
-    begun on the event loop would stall every request behind the write lock."""
-    port = ctx.db.get(Port, port.id, populate_existing=True) or port
-    ctx.db.commit()  # end the transaction now; its objects stay loaded
-    return port
 
 
 @router.get("/networks/{name}/ports")
@@ -97,7 +96,7 @@ def get_port(name: str, port_id: str, request: Request, ctx: CtxDep, _: Reader) 
     network = ports.network_for_ports(ctx, name)
     port = ports.get(ctx, network, port_id)
     if wants_xml(request):
-        return Response(port_to_xml(port), media_type="application/xml")
+        return Response(port_to_xml(StoredPort.of(port)), media_type="application/xml")
     return jsonable_encoder(port_view(port, network.name))
 
 

@@ -22,15 +22,15 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from app.api.port_views import actual
+from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.domain.parse import INTERFACE_ORDER, LXC_NS, memory_kib, read_interface
-from app.conf.network.format import _bandwidth, _Out, _virtualport, _vlan
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
-from app.conf.port.model import REALISED_TYPES, DomainDefinition, InterfaceDef
+from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
+from app.conf.port.actual import StoredPort, actual
 from app.conf.xml import safe
 from app.conf.xml.reader import Findings, Node
 from app.conf.xml.tree import INDENT, depth, element, insert, remove, replace, serialize
-from app.models import Port
+from app.conf.xml.writer import Out
 
 #: libvirt's order of a <domain>'s children (virDomainDefFormatInternal), as far as it matters
 DOMAIN_ORDER = (
@@ -152,12 +152,12 @@ def _yes_no_child(tag: str, attr: str) -> Editor:
     return edit
 
 
-def _printed(tag: str, printer: Callable[[_Out, Any], None], model: Any) -> Editor:
+def _printed(tag: str, printer: Callable[[Out, Any], None], model: Any) -> Editor:
     def edit(el: etree._Element, value: Any) -> None:
         found = el.find(tag)
         new = None
         if value is not None:
-            out = _Out()
+            out = Out()
             out.level = depth(el) + 1
             printer(out, model.model_validate(value))
             new = element("".join(out.lines))
@@ -201,10 +201,10 @@ EDITORS: dict[str, Editor] = {
     "mtu": _attr_child("mtu", "size"),
     "guest": _attr_child("guest", "dev"),
     "queues": _queues,
-    "vlan": _printed("vlan", _vlan, Vlan),
-    "bandwidth": _printed("bandwidth", _bandwidth, Bandwidth),
+    "vlan": _printed("vlan", print_vlan, Vlan),
+    "bandwidth": _printed("bandwidth", print_bandwidth, Bandwidth),
     "port_isolated": _yes_no_child("port", "isolated"),
-    "virtualport": _printed("virtualport", _virtualport, VirtualPort),
+    "virtualport": _printed("virtualport", print_virtualport, VirtualPort),
 }
 
 
@@ -234,7 +234,7 @@ def _new_interface(want: InterfaceDef, level: int) -> etree._Element:
     return el
 
 
-def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: bool) -> None:
+def _live(el: etree._Element, want: InterfaceDef, port: StoredPort | None, status: bool) -> None:
     """Show what the connection really uses, as libvirt shows it for a running domain."""
     if port is None:
         return
@@ -244,13 +244,13 @@ def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: boo
         source = _child(el, "source", INTERFACE_ORDER)
         source.set("portid", port.id)
         if status:
-            out = _Out()
+            out = Out()
             out.level = depth(el) + 1
             out.open("actual", [("type", device["type"])])
             out.empty("source", [("bridge", device["bridge"]), ("macTableManager", manager)])
             # the values in force (portgroup and network merged), as libvirt's status shows them
             if device["bandwidth"]:
-                _bandwidth(out, Bandwidth.model_validate(device["bandwidth"]))
+                print_bandwidth(out, Bandwidth.model_validate(device["bandwidth"]))
             if device["port_isolated"]:
                 out.empty("port", [("isolated", "yes")])
             out.close("actual")
@@ -265,7 +265,7 @@ def _live(el: etree._Element, want: InterfaceDef, port: Port | None, status: boo
 
 
 def _patch_interfaces(
-    root: etree._Element, wanted: list[InterfaceDef], ports: dict[str, Port], status: bool
+    root: etree._Element, wanted: list[InterfaceDef], ports: dict[str, StoredPort], status: bool
 ) -> None:
     devices = root.find("devices")
     if devices is None:
@@ -318,7 +318,7 @@ def _place(
 
 
 def domain_to_xml(
-    definition: dict[str, Any], ports: list[Port], *, live: bool = True, status: bool = False
+    definition: dict[str, Any], ports: list[StoredPort], *, live: bool = True, status: bool = False
 ) -> str:
     """The domain as libvirt prints it: ``live`` shows running interfaces' connections
     (``status`` as libvirt's status XML does, in <actual>); otherwise the definition."""

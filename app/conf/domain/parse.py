@@ -21,10 +21,10 @@ from lxml import etree
 from pydantic import ValidationError
 
 from app.conf.common import random_mac
-from app.conf.network.parse import _bandwidth, _put, _text, _virtualport, _vlan
-from app.conf.port.model import DomainDefinition, InterfaceType
+from app.conf.domain.model import DomainDefinition, InterfaceType
+from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
 from app.conf.xml.body import located, parse_body, refuse
-from app.conf.xml.reader import Findings, Node, Where, one_of, uint, yes_no
+from app.conf.xml.reader import Findings, Node, Where, child_text, one_of, put, uint, yes_no
 from app.conf.xml.tree import insert, remove, serialize
 
 Doc = dict[str, Any]
@@ -81,7 +81,7 @@ def _source(node: Node, iface: Doc, kind: str | None) -> None:
     keys = {"network": ("network", "portgroup"), "bridge": ("bridge",)}.get(kind or "", ())
     iface["source"] = {}
     for key in keys:
-        _put(iface["source"], key, source.attr(key, loc=(*node.loc, "source", key)))
+        put(iface["source"], key, source.attr(key, loc=(*node.loc, "source", key)))
     if kind == "network":
         for name in LIVE_SOURCE:
             source.element.attrib.pop(name, None)
@@ -90,7 +90,7 @@ def _source(node: Node, iface: Doc, kind: str | None) -> None:
 def _single(node: Node, iface: Doc, tag: str, attr: str, key: str, convert: Any = str) -> None:
     child = node.child(tag, (*node.loc, key))
     if child is not None:
-        _put(iface, key, child.attr(attr, convert, loc=(*node.loc, key), required=True))
+        put(iface, key, child.attr(attr, convert, loc=(*node.loc, key), required=True))
 
 
 def read_interface(node: Node) -> Doc:
@@ -100,31 +100,31 @@ def read_interface(node: Node) -> Doc:
     """
     iface: Doc = {}
     kind = node.attr("type", one_of(*NET_TYPES), loc=(*node.loc, "type"), required=True)
-    _put(iface, "type", kind)
+    put(iface, "type", kind)
     mac = node.child("mac", (*node.loc, "mac"))
     if mac is None:
         iface["mac"] = random_mac()
         insert(node.element, etree.Element("mac", address=iface["mac"]), INTERFACE_ORDER)
     else:
-        _put(iface, "mac", mac.attr("address", loc=(*node.loc, "mac"), required=True))
+        put(iface, "mac", mac.attr("address", loc=(*node.loc, "mac"), required=True))
     _source(node, iface, kind)
     _single(node, iface, "model", "type", "model")
     _single(node, iface, "mtu", "size", "mtu", uint)
     _single(node, iface, "guest", "dev", "guest")  # a container's name for it
     driver = node.child("driver", (*node.loc, "queues"))
     if driver is not None:
-        _put(iface, "queues", driver.attr("queues", uint, loc=(*node.loc, "queues")))
+        put(iface, "queues", driver.attr("queues", uint, loc=(*node.loc, "queues")))
     target = node.child("target", (*node.loc, "target"))
     if target is not None:
         dev = target.attr("dev", loc=(*node.loc, "target"))
         if dev is not None and dev.startswith(GENERATED_TAP):
             remove(target.element)
         else:
-            _put(iface, "target", dev)
-    _vlan(node, iface)
-    _bandwidth(node, iface)
+            put(iface, "target", dev)
+    read_vlan(node, iface)
+    read_bandwidth(node, iface)
     _single(node, iface, "port", "isolated", "port_isolated", yes_no)
-    _virtualport(node, iface)
+    read_virtualport(node, iface)
     actual = node.child("actual")
     if actual is not None:
         remove(actual.element)
@@ -142,7 +142,7 @@ def _sharenet(root: Node, doc: Doc) -> None:
     if kind not in (None, "netns"):
         share.fail(f"virtnet shares a named network namespace (type='netns'), not {kind!r}")
         return
-    _put(doc, "netns", share.attr("value", loc=("netns",), required=True))
+    put(doc, "netns", share.attr("value", loc=("netns",), required=True))
 
 
 def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
@@ -153,10 +153,10 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
         root.fail(f"the root element must be <domain>, not <{etree.QName(element).localname}>")
         return {}, found
     doc: Doc = {}
-    _put(doc, "type", root.attr("type", loc=("type",), required=True))
+    put(doc, "type", root.attr("type", loc=("type",), required=True))
     element.attrib.pop("id", None)  # a running domain's number
     for tag in ("name", "uuid", "description"):
-        _put(doc, tag, _text(root, tag, (tag,)))
+        put(doc, tag, child_text(root, tag, (tag,)))
     if "uuid" in doc:
         doc["uuid"] = doc["uuid"].strip()
     if "name" not in doc:
@@ -165,7 +165,7 @@ def read_domain(element: etree._Element) -> tuple[Doc, Findings]:
     if memory is None:
         root.fail("a domain needs a <memory> size")
     else:
-        _put(doc, "memory", memory_kib(memory))
+        put(doc, "memory", memory_kib(memory))
     vcpu = root.child("vcpu", ("vcpus",))
     if vcpu is not None:
         text = vcpu.text().strip()
@@ -189,8 +189,8 @@ def domain_from_xml(raw: bytes, host: str | None) -> DomainDefinition:
 def read_domain_xml(raw: bytes, host: str | None) -> tuple[DomainDefinition, Findings]:
     """A libvirt <domain> document (safely parsed) as the definition virtnet stores.
 
-    InvalidBody 400/413 for a document that cannot be read, 422 naming the element or
-    attribute and its line for one virtnet cannot define.
+    InvalidDocument (malformed or too large) for a document that cannot be read; invalid,
+    naming the element or attribute and its line, for one virtnet cannot define.
     """
     root = parse_body(raw)
     doc, found = read_domain(root)

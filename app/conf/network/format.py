@@ -9,25 +9,22 @@ output always parses back to the same definition.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from lxml import etree
 
 from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
-    Bandwidth,
     Dhcp,
     DhcpHost,
     DhcpRange,
     IpConfig,
     NetworkDefinition,
     PortGroup,
-    VirtualPort,
-    Vlan,
 )
 from app.conf.network.parse import DNSMASQ_NS
 from app.conf.network.rules import BRIDGE_CREATING
+from app.conf.parts import print_bandwidth, print_virtualport, print_vlan
 from app.conf.xml.metadata import (
     OVERLAY_TAG,
     VIRTNET_NS,
@@ -35,64 +32,10 @@ from app.conf.xml.metadata import (
     VIRTNET_TAG,
     format_metadata,
 )
-
-_TEXT = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;", '"': "&quot;", "\r": "&#13;"}
-)
-_ATTR = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        "'": "&apos;",
-        '"': "&quot;",
-        "\r": "&#13;",
-        "\n": "&#10;",
-        "\t": "&#9;",
-    }
-)
-Attrs = Iterable[tuple[str, Any]]
+from app.conf.xml.writer import Attrs, Out, as_yes_no
 
 
-def _value(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-def _yes_no(value: bool | None) -> str | None:
-    return None if value is None else "yes" if value else "no"
-
-
-class _Out:
-    """libvirt's virBuffer with auto-indent: two spaces a level, one element a line."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.level = 0
-
-    def _tag(self, name: str, attrs: Attrs) -> str:
-        pairs = (f" {k}='{_value(v).translate(_ATTR)}'" for k, v in attrs if v is not None)
-        return f"<{name}{''.join(pairs)}"
-
-    def empty(self, name: str, attrs: Attrs = ()) -> None:
-        self.raw(self._tag(name, attrs) + "/>")
-
-    def open(self, name: str, attrs: Attrs = ()) -> None:
-        self.raw(self._tag(name, attrs) + ">")
-        self.level += 1
-
-    def close(self, name: str) -> None:
-        self.level -= 1
-        self.raw(f"</{name}>")
-
-    def text(self, name: str, text: str | None) -> None:
-        if text is not None:
-            self.raw(f"<{name}>{text.translate(_TEXT)}</{name}>")
-
-    def raw(self, line: str) -> None:
-        self.lines.append("  " * self.level + line + "\n")
-
-
-def _metadata(out: _Out, d: NetworkDefinition) -> None:
+def _metadata(out: Out, d: NetworkDefinition) -> None:
     elements = list(d.metadata_xml or [])
     if d.autostart or d.metadata is not None:
         own = etree.Element(VIRTNET_TAG, nsmap={VIRTNET_PREFIX: VIRTNET_NS})
@@ -114,11 +57,11 @@ def _metadata(out: _Out, d: NetworkDefinition) -> None:
         out.raw(format_metadata(elements, out.level))
 
 
-def _forward(out: _Out, d: NetworkDefinition) -> None:
+def _forward(out: Out, d: NetworkDefinition) -> None:
     f = d.forward
     if f.mode == "none":
         return
-    managed = _yes_no(bool(f.managed)) if f.mode == "hostdev" else None
+    managed = as_yes_no(bool(f.managed)) if f.mode == "hostdev" else None
     attrs = [("dev", None if f.pfs else f.dev), ("mode", f.mode), ("managed", managed)]
     nat = f.nat.model_dump() if f.mode == "nat" and f.nat is not None else None
     if not (f.interfaces or f.pfs or f.addresses or f.driver or nat):
@@ -139,8 +82,8 @@ def _forward(out: _Out, d: NetworkDefinition) -> None:
     out.close("forward")
 
 
-def _nat(out: _Out, nat: dict[str, Any]) -> None:
-    attrs = [("ipv6", _yes_no(nat["ipv6"]))]
+def _nat(out: Out, nat: dict[str, Any]) -> None:
+    attrs = [("ipv6", as_yes_no(nat["ipv6"]))]
     ranges = [(tag, nat[f"{tag}_start"], nat[f"{tag}_end"]) for tag in ("address", "port")]
     ranges = [r for r in ranges if r[1] is not None or r[2] is not None]
     if not ranges:
@@ -152,7 +95,7 @@ def _nat(out: _Out, nat: dict[str, Any]) -> None:
     out.close("nat")
 
 
-def _bridge(out: _Out, d: NetworkDefinition) -> None:
+def _bridge(out: Out, d: NetworkDefinition) -> None:
     b, owns = d.bridge, d.forward.mode in BRIDGE_CREATING
     manager = b.mac_table_manager  # an explicit 'kernel' is printed back, as libvirt 9.0 does
     if not (owns or b.name or manager):
@@ -163,12 +106,12 @@ def _bridge(out: _Out, d: NetworkDefinition) -> None:
     out.empty("bridge", [*attrs, ("macTableManager", manager)])
 
 
-def _dns(out: _Out, d: NetworkDefinition) -> None:
+def _dns(out: Out, d: NetworkDefinition) -> None:
     dns = d.dns
     if dns is None:
         return
-    plain = _yes_no(dns.forward_plain_names)
-    attrs = [("enable", _yes_no(dns.enable)), ("forwardPlainNames", plain)]
+    plain = as_yes_no(dns.forward_plain_names)
+    attrs = [("enable", as_yes_no(dns.enable)), ("forwardPlainNames", plain)]
     if not (dns.forwarders or dns.txts or dns.srvs or dns.hosts):
         out.empty("dns", attrs)
         return
@@ -188,7 +131,7 @@ def _dns(out: _Out, d: NetworkDefinition) -> None:
     out.close("dns")
 
 
-def _lease_holder(out: _Out, tag: str, attrs: Attrs, item: DhcpRange | DhcpHost) -> None:
+def _lease_holder(out: Out, tag: str, attrs: Attrs, item: DhcpRange | DhcpHost) -> None:
     if item.lease is None:
         out.empty(tag, attrs)
         return
@@ -201,7 +144,7 @@ def _lease_holder(out: _Out, tag: str, attrs: Attrs, item: DhcpRange | DhcpHost)
     out.close(tag)
 
 
-def _dhcp(out: _Out, dhcp: Dhcp) -> None:
+def _dhcp(out: Out, dhcp: Dhcp) -> None:
     out.open("dhcp")
     for r in dhcp.ranges:
         _lease_holder(out, "range", [("start", r.start), ("end", r.end)], r)
@@ -213,7 +156,7 @@ def _dhcp(out: _Out, dhcp: Dhcp) -> None:
     out.close("dhcp")
 
 
-def _ip(out: _Out, ip: IpConfig) -> None:
+def _ip(out: Out, ip: IpConfig) -> None:
     out.open(
         "ip",
         [
@@ -221,7 +164,7 @@ def _ip(out: _Out, ip: IpConfig) -> None:
             ("address", ip.address),
             ("netmask", ip.netmask),
             ("prefix", ip.prefix),
-            ("localPtr", _yes_no(ip.local_ptr)),
+            ("localPtr", as_yes_no(ip.local_ptr)),
         ],
     )
     if ip.tftp_root is not None:
@@ -231,52 +174,8 @@ def _ip(out: _Out, ip: IpConfig) -> None:
     out.close("ip")
 
 
-def _vlan(out: _Out, vlan: Vlan | None) -> None:
-    if vlan is None:
-        return
-    out.open("vlan", [("trunk", "yes" if vlan.trunk else None)])
-    for tag in vlan.tags:
-        out.empty("tag", [("id", tag.id), ("nativeMode", tag.native_mode)])
-    out.close("vlan")
-
-
-def _bandwidth(out: _Out, bw: Bandwidth | None) -> None:
-    if bw is None:
-        return
-    out.open("bandwidth")
-    for direction in ("inbound", "outbound"):
-        rate = getattr(bw, direction)
-        if rate is not None:
-            fields = ("average", "peak", "floor", "burst")
-            out.empty(direction, [(name, getattr(rate, name)) for name in fields])
-    out.close("bandwidth")
-
-
-def _virtualport(out: _Out, vport: VirtualPort | None) -> None:
-    if vport is None:
-        return
-    attrs = [("type", vport.type)]
-    if vport.parameters is None:
-        out.empty("virtualport", attrs)
-        return
-    p = vport.parameters
-    out.open("virtualport", attrs)
-    out.empty(
-        "parameters",
-        [
-            ("managerid", p.manager_id),
-            ("typeid", p.type_id),
-            ("typeidversion", p.type_id_version),
-            ("instanceid", p.instance_id),
-            ("interfaceid", p.interface_id),
-            ("profileid", p.profile_id),
-        ],
-    )
-    out.close("virtualport")
-
-
-def _portgroup(out: _Out, group: PortGroup) -> None:
-    trust = _yes_no(group.trust_guest_rx_filters)
+def _portgroup(out: Out, group: PortGroup) -> None:
+    trust = as_yes_no(group.trust_guest_rx_filters)
     out.open(
         "portgroup",
         [
@@ -285,22 +184,22 @@ def _portgroup(out: _Out, group: PortGroup) -> None:
             ("trustGuestRxFilters", trust),
         ],
     )
-    _vlan(out, group.vlan)
-    _virtualport(out, group.virtualport)
-    _bandwidth(out, group.bandwidth)
+    print_vlan(out, group.vlan)
+    print_virtualport(out, group.virtualport)
+    print_bandwidth(out, group.bandwidth)
     if group.port_isolated is not None:
-        out.empty("port", [("isolated", _yes_no(group.port_isolated))])
+        out.empty("port", [("isolated", as_yes_no(group.port_isolated))])
     out.close("portgroup")
 
 
 def format_network(d: NetworkDefinition) -> str:
-    out = _Out()
+    out = Out()
     out.open(
         "network",
         [
             ("xmlns:dnsmasq", DNSMASQ_NS if d.dnsmasq_options else None),
             ("ipv6", "yes" if d.ipv6 else None),
-            ("trustGuestRxFilters", _yes_no(d.trust_guest_rx_filters)),
+            ("trustGuestRxFilters", as_yes_no(d.trust_guest_rx_filters)),
         ],
     )
     out.text("name", d.name)
@@ -315,13 +214,13 @@ def format_network(d: NetworkDefinition) -> str:
     if d.mac is not None:
         out.empty("mac", [("address", d.mac)])
     if d.domain is not None:
-        local, register = _yes_no(d.domain.local_only), _yes_no(d.domain.register_names)
+        local, register = as_yes_no(d.domain.local_only), as_yes_no(d.domain.register_names)
         out.empty("domain", [("name", d.domain.name), ("localOnly", local), ("register", register)])
     _dns(out, d)
-    _vlan(out, d.vlan)
-    _bandwidth(out, d.bandwidth)
+    print_vlan(out, d.vlan)
+    print_bandwidth(out, d.bandwidth)
     if d.port_isolated is not None:
-        out.empty("port", [("isolated", _yes_no(d.port_isolated))])
+        out.empty("port", [("isolated", as_yes_no(d.port_isolated))])
     for ip in d.ips:
         _ip(out, ip)
     for route in d.routes:
@@ -336,7 +235,7 @@ def format_network(d: NetworkDefinition) -> str:
                 ("metric", route.metric),
             ],
         )
-    _virtualport(out, d.virtualport)
+    print_virtualport(out, d.virtualport)
     for group in d.portgroups:
         _portgroup(out, group)
     if d.dnsmasq_options:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid as uuidlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
@@ -59,13 +59,13 @@ def _pci_number(text: str) -> int | None:
         return None
 
 
-def _canonical_lease_unit(lease: int | None, unit: str | None) -> str | None:
+def _canonical_lease_unit(lease: int | None, unit: LeaseUnit | None) -> LeaseUnit | None:
     """The unit libvirt prints a lease in: none for infinite, else the largest exact one."""
     if lease == 0:
         return None
     if lease is None or unit is not None:
         return unit
-    return next(u for u, seconds in LEASE_UNIT_SECONDS.items() if lease % seconds == 0)
+    return cast(LeaseUnit, next(u for u, s in LEASE_UNIT_SECONDS.items() if lease % s == 0))
 
 
 def _libvirt_rate(value: Any, info: ValidationInfo) -> Any:

@@ -13,46 +13,26 @@ from lxml import etree
 
 from app.conf import jsondoc
 from app.conf.network.model import LEASE_UNIT_SECONDS
+from app.conf.parts import read_bandwidth, read_virtualport, read_vlan
 from app.conf.xml.metadata import OVERLAY_TAG, VIRTNET_TAG, canonical
 from app.conf.xml.reader import (
     Findings,
-    Loc,
     Node,
     Where,
     any_base,
+    child_text,
     label,
     on_off,
     one_of,
+    put,
+    read_attrs,
+    single,
     uint,
     yes_no,
 )
 
 DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
 Doc = dict[str, Any]
-
-
-def _put(doc: Doc, key: str, value: Any) -> None:
-    if value is not None:
-        doc[key] = value
-
-
-def _attrs(
-    node: Node, doc: Doc, spec: dict[str, tuple[str, Any]], required: tuple[str, ...] = ()
-) -> Doc:
-    """Read attributes ``{xml name: (model key, converter)}`` into ``doc``."""
-    for name, (key, convert) in spec.items():
-        value = node.attr(name, convert, loc=(*node.loc, key), required=name in required)
-        _put(doc, key, value)
-    return doc
-
-
-def _text(parent: Node, tag: str, loc: Loc) -> str | None:
-    node = parent.child(tag, loc)
-    if node is None:
-        return None
-    text = node.text()
-    node.finish(text=True)
-    return text
 
 
 def _lease(parent: Node, doc: Doc) -> None:
@@ -74,18 +54,18 @@ def _dhcp(parent: Node) -> Doc | None:
         return None
     dhcp: Doc = {"ranges": [], "hosts": []}
     for item in node.children("range", (*node.loc, "ranges")):
-        dhcp["ranges"].append(_attrs(item, {}, {"start": ("start", str), "end": ("end", str)}))
+        dhcp["ranges"].append(read_attrs(item, {}, {"start": ("start", str), "end": ("end", str)}))
         _lease(item, dhcp["ranges"][-1])
         item.finish()
     for item in node.children("host", (*node.loc, "hosts")):
         spec = {"mac": ("mac", str), "id": ("id", str), "name": ("name", str), "ip": ("ip", str)}
-        dhcp["hosts"].append(_attrs(item, {}, spec))
+        dhcp["hosts"].append(read_attrs(item, {}, spec))
         _lease(item, dhcp["hosts"][-1])
         item.finish()
     bootp = node.child("bootp", (*node.loc, "bootp"))
     if bootp is not None:
         spec = {"file": ("file", str), "server": ("server", str)}
-        dhcp["bootp"] = _attrs(bootp, {}, spec, required=("file",))
+        dhcp["bootp"] = read_attrs(bootp, {}, spec, required=("file",))
         bootp.finish()
     node.finish()
     return dhcp
@@ -99,12 +79,12 @@ def _ip(node: Node) -> Doc:
         "family": ("family", str),
         "localPtr": ("local_ptr", yes_no),
     }
-    ip = _attrs(node, {}, spec, required=("address",))
+    ip = read_attrs(node, {}, spec, required=("address",))
     tftp = node.child("tftp")
     if tftp is not None:
-        _put(ip, "tftp_root", tftp.attr("root", loc=(*node.loc, "tftp_root"), required=True))
+        put(ip, "tftp_root", tftp.attr("root", loc=(*node.loc, "tftp_root"), required=True))
         tftp.finish()
-    _put(ip, "dhcp", _dhcp(node))
+    put(ip, "dhcp", _dhcp(node))
     node.finish()
     return ip
 
@@ -113,12 +93,12 @@ def _nat(parent: Node) -> Doc | None:
     node = parent.child("nat", (*parent.loc, "nat"))
     if node is None:
         return None
-    nat = _attrs(node, {}, {"ipv6": ("ipv6", yes_no)})
+    nat = read_attrs(node, {}, {"ipv6": ("ipv6", yes_no)})
     for tag, convert in (("address", str), ("port", uint)):
         part = node.child(tag)
         if part is not None:
             spec = {"start": (f"{tag}_start", convert), "end": (f"{tag}_end", convert)}
-            _attrs(part, nat, spec)
+            read_attrs(part, nat, spec)
             part.finish()
     node.finish()
     return nat
@@ -129,17 +109,17 @@ def _forward(root: Node, doc: Doc) -> None:
     if node is None:
         return
     spec = {"dev": ("dev", str), "managed": ("managed", yes_no)}
-    forward = _attrs(node, {"mode": "nat"}, spec)  # <forward/> without mode is NAT
-    _put(forward, "mode", node.attr("mode", loc=("forward", "mode")))
+    forward = read_attrs(node, {"mode": "nat"}, spec)  # <forward/> without mode is NAT
+    put(forward, "mode", node.attr("mode", loc=("forward", "mode")))
     driver = node.child("driver")
     if driver is not None:
-        _put(forward, "driver", driver.attr("name", loc=("forward", "driver"), required=True))
+        put(forward, "driver", driver.attr("name", loc=("forward", "driver"), required=True))
         driver.finish()
-    _put(forward, "nat", _nat(node))
+    put(forward, "nat", _nat(node))
     for key, tag in (("interfaces", "interface"), ("pfs", "pf")):
         forward[key] = []
         for item in node.children(tag, ("forward", key)):
-            forward[key].append(_attrs(item, {}, {"dev": ("dev", str)}, required=("dev",)))
+            forward[key].append(read_attrs(item, {}, {"dev": ("dev", str)}, required=("dev",)))
             if tag == "interface":
                 item.attr("connections", uint)  # live state only: read and ignored
             item.finish()
@@ -147,7 +127,7 @@ def _forward(root: Node, doc: Doc) -> None:
     for item in node.children("address", ("forward", "addresses")):
         spec = {name: (name, str) for name in ("type", "domain", "bus", "slot", "function")}
         address = {"domain": "0", "bus": "0", "slot": "0", "function": "0"}  # libvirt's zeros
-        forward["addresses"].append(_attrs(item, address, spec, required=("type",)))
+        forward["addresses"].append(read_attrs(item, address, spec, required=("type",)))
         item.attr("connections", uint)
         item.finish()
     node.finish()
@@ -165,15 +145,8 @@ def _bridge(root: Node, doc: Doc) -> None:
         "delay": ("delay", uint),
         "macTableManager": ("mac_table_manager", str),
     }
-    doc["bridge"] = _attrs(node, {}, spec)
+    doc["bridge"] = read_attrs(node, {}, spec)
     node.finish()
-
-
-def _single(root: Node, doc: Doc, tag: str, attr: str, key: str, convert: Any = str) -> None:
-    node = root.child(tag, (key,))
-    if node is not None:
-        _put(doc, key, node.attr(attr, convert, loc=(key,), required=True))
-        node.finish()
 
 
 def _domain(root: Node, doc: Doc) -> None:
@@ -184,7 +157,7 @@ def _domain(root: Node, doc: Doc) -> None:
             "localOnly": ("local_only", yes_no),
             "register": ("register_names", yes_no),
         }
-        doc["domain"] = _attrs(node, {}, spec)
+        doc["domain"] = read_attrs(node, {}, spec)
         node.finish()
 
 
@@ -193,7 +166,7 @@ def _dns(root: Node, doc: Doc) -> None:
     if node is None:
         return
     spec = {"enable": ("enable", yes_no), "forwardPlainNames": ("forward_plain_names", yes_no)}
-    dns = _attrs(node, {}, spec)
+    dns = read_attrs(node, {}, spec)
     lists: dict[str, tuple[str, dict[str, tuple[str, Any]]]] = {
         "forwarders": ("forwarder", {"addr": ("addr", str), "domain": ("domain", str)}),
         "txts": ("txt", {"name": ("name", str), "value": ("value", str)}),
@@ -214,7 +187,7 @@ def _dns(root: Node, doc: Doc) -> None:
     for key, (tag, item_spec) in lists.items():
         dns[key] = []
         for item in node.children(tag, ("dns", key)):
-            dns[key].append(_attrs(item, {}, item_spec))
+            dns[key].append(read_attrs(item, {}, item_spec))
             if tag == "host":
                 names = item.children("hostname", (*item.loc, "hostnames"))
                 dns[key][-1]["hostnames"] = [_named_text(name) for name in names]
@@ -229,58 +202,6 @@ def _named_text(node: Node) -> str:
     return text
 
 
-def _bandwidth(parent: Node, doc: Doc) -> None:
-    node = parent.child("bandwidth", (*parent.loc, "bandwidth"))
-    if node is None:
-        return
-    bandwidth: Doc = {}
-    for direction in ("inbound", "outbound"):
-        rate = node.child(direction, (*node.loc, direction))
-        if rate is not None:
-            names = ("average", "peak", "burst", "floor")
-            bandwidth[direction] = _attrs(rate, {}, {n: (n, uint) for n in names})
-            rate.finish()
-    node.finish()
-    doc["bandwidth"] = bandwidth
-
-
-def _vlan(parent: Node, doc: Doc) -> None:
-    node = parent.child("vlan", (*parent.loc, "vlan"))
-    if node is None:
-        return
-    vlan = _attrs(node, {}, {"trunk": ("trunk", yes_no)})
-    vlan["tags"] = []
-    for tag in node.children("tag", (*node.loc, "tags")):
-        spec = {"id": ("id", uint), "nativeMode": ("native_mode", str)}
-        vlan["tags"].append(_attrs(tag, {}, spec, required=("id",)))
-        tag.finish()
-    node.finish()
-    doc["vlan"] = vlan
-
-
-def _virtualport(parent: Node, doc: Doc) -> None:
-    node = parent.child("virtualport", (*parent.loc, "virtualport"))
-    if node is None:
-        return
-    vport = _attrs(node, {}, {"type": ("type", str)})
-    if vport.get("type") == "none":  # libvirt's name for no type
-        del vport["type"]
-    params = node.child("parameters", (*node.loc, "parameters"))
-    if params is not None:
-        spec = {
-            "managerid": ("manager_id", any_base),
-            "typeid": ("type_id", any_base),
-            "typeidversion": ("type_id_version", any_base),
-            "instanceid": ("instance_id", str),
-            "profileid": ("profile_id", str),
-            "interfaceid": ("interface_id", str),
-        }
-        vport["parameters"] = _attrs(params, {}, spec)
-        params.finish()
-    node.finish()
-    doc["virtualport"] = vport
-
-
 def _route(node: Node) -> Doc:
     spec = {
         "family": ("family", str),
@@ -290,7 +211,7 @@ def _route(node: Node) -> Doc:
         "gateway": ("gateway", str),
         "metric": ("metric", uint),
     }
-    route = _attrs(node, {}, spec, required=("address", "gateway"))
+    route = read_attrs(node, {}, spec, required=("address", "gateway"))
     node.finish()
     return route
 
@@ -301,18 +222,18 @@ def _portgroup(node: Node) -> Doc:
         "default": ("default", yes_no),
         "trustGuestRxFilters": ("trust_guest_rx_filters", yes_no),
     }
-    group = _attrs(node, {}, spec, required=("name",))
-    _vlan(node, group)
-    _virtualport(node, group)
-    _bandwidth(node, group)
-    _single(node, group, "port", "isolated", "port_isolated", yes_no)  # virtnet's extension
+    group = read_attrs(node, {}, spec, required=("name",))
+    read_vlan(node, group)
+    read_virtualport(node, group)
+    read_bandwidth(node, group)
+    single(node, group, "port", "isolated", "port_isolated", yes_no)  # virtnet's extension
     node.finish()
     return group
 
 
 def _virtnet(node: Node, doc: Doc) -> None:
     node.found.where[("metadata",)] = Where(node.path, node.line)
-    _put(doc, "autostart", node.attr("autostart", yes_no, loc=("autostart",)))
+    put(doc, "autostart", node.attr("autostart", yes_no, loc=("autostart",)))
     text = node.text().strip()
     node.finish(text=True)
     if not text:
@@ -346,7 +267,7 @@ def _metadata(root: Node, doc: Doc) -> None:
             "port": ("port", uint),
             "gatewayHost": ("gateway_host", str),
         }
-        doc["overlay"] = _attrs(overlay, {}, spec, required=("vni",))
+        doc["overlay"] = read_attrs(overlay, {}, spec, required=("vni",))
         overlay.finish()
     for i, element in enumerate(node.rest()):
         where = Where(f"{node.path}/{label(element)}", element.sourceline)
@@ -378,10 +299,10 @@ def read_network(element: etree._Element) -> tuple[Doc, Findings]:
         return {}, found
     doc: Doc = {}
     spec = {"ipv6": ("ipv6", yes_no), "trustGuestRxFilters": ("trust_guest_rx_filters", yes_no)}
-    _attrs(root, doc, spec)
+    read_attrs(root, doc, spec)
     root.attr("connections", uint)  # live state only: read and ignored
     for tag in ("name", "uuid", "title", "description"):
-        _put(doc, tag, _text(root, tag, (tag,)))
+        put(doc, tag, child_text(root, tag, (tag,)))
     if "uuid" in doc:
         doc["uuid"] = doc["uuid"].strip()  # as libvirt's virUUIDParse allows
     if "name" not in doc:
@@ -389,16 +310,16 @@ def read_network(element: etree._Element) -> tuple[Doc, Findings]:
     _metadata(root, doc)
     _forward(root, doc)
     _bridge(root, doc)
-    _single(root, doc, "mtu", "size", "mtu", uint)
-    _single(root, doc, "mac", "address", "mac")
+    single(root, doc, "mtu", "size", "mtu", uint)
+    single(root, doc, "mac", "address", "mac")
     _domain(root, doc)
     _dns(root, doc)
-    _vlan(root, doc)
-    _bandwidth(root, doc)
-    _single(root, doc, "port", "isolated", "port_isolated", yes_no)
+    read_vlan(root, doc)
+    read_bandwidth(root, doc)
+    single(root, doc, "port", "isolated", "port_isolated", yes_no)
     doc["ips"] = [_ip(node) for node in root.children("ip", ("ips",))]
     doc["routes"] = [_route(node) for node in root.children("route", ("routes",))]
-    _virtualport(root, doc)
+    read_virtualport(root, doc)
     doc["portgroups"] = [_portgroup(node) for node in root.children("portgroup", ("portgroups",))]
     _dnsmasq(root, doc)
     root.finish()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +19,10 @@ from lxml import etree
 
 from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
-    Bandwidth,
     IpConfig,
     NetworkDefinition,
-    VirtualPort,
-    Vlan,
 )
+from app.conf.parts import PCI_LIMITS, bandwidth_breaks, virtualport_breaks, vlan_breaks
 
 Loc = tuple[str | int, ...]
 Break = tuple[Loc, str]
@@ -37,14 +34,6 @@ BRIDGE_CREATING = frozenset({"none", "nat", "route", "open"})
 SERVICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/*")
 PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-+/")
 DNS_RECORD_LENGTH_SRV = 512 - 30
-PCI_LIMITS = (("domain", 0xFFFF), ("bus", 0xFF), ("slot", 0x1F), ("function", 7))
-VPORT_PARAMS: dict[str | None, frozenset[str]] = {
-    "802.1Qbg": frozenset({"manager_id", "type_id", "type_id_version", "instance_id"}),
-    "802.1Qbh": frozenset({"profile_id"}),
-    "openvswitch": frozenset({"profile_id", "interface_id"}),
-    "midonet": frozenset({"interface_id"}),
-}
-VPORT_LIMITS = {"manager_id": 0xFF, "type_id": 0xFFFFFF, "type_id_version": 0xFF}
 #: anything outside XML 1.0's Char production
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -54,14 +43,6 @@ def _ip(text: str | None) -> Address | None:
         return ipaddress.ip_address(text) if text is not None else None
     except ValueError:
         return None
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def libvirt_network(ip: IpConfig) -> Subnet | None:
@@ -260,56 +241,6 @@ def _dns(d: NetworkDefinition) -> Iterator[Break]:
                 yield (*loc, "hosts", j, "hostnames", k), "a hostname cannot be empty"
 
 
-def _bandwidth(bw: Bandwidth | None, loc: Loc) -> Iterator[Break]:
-    for direction in ("inbound", "outbound"):
-        rate = getattr(bw, direction, None)
-        if rate is None:
-            continue
-        rloc = (*loc, direction)
-        if rate.average is None and rate.floor is None:
-            yield rloc, "Missing mandatory average or floor attributes"
-        elif rate.average is None and (rate.peak is not None or rate.burst is not None):
-            yield rloc, "'peak' and 'burst' require 'average' attribute"
-        if direction == "outbound" and rate.floor is not None:
-            yield (*rloc, "floor"), "'floor' attribute allowed only in <inbound> element"
-        for field in ("average", "peak", "burst", "floor"):
-            if getattr(rate, field) == 0:
-                unit = "kibibytes" if field == "burst" else "kilobytes per second"
-                yield (
-                    (*rloc, field),
-                    (
-                        f"bandwidth {field} must be at least 1 ({unit}); libvirt would read 0 as "
-                        "no limit at all"
-                    ),
-                )
-
-
-def _vlan(vlan: Vlan | None, loc: Loc) -> Iterator[Break]:
-    ids = [tag.id for tag in vlan.tags] if vlan else []
-    for j, tag_id in enumerate(ids):
-        if tag_id in ids[:j]:
-            yield (*loc, "tags", j, "id"), f"vlan tag {tag_id} is listed twice"
-
-
-def _virtualport(vport: VirtualPort | None, loc: Loc, *, typed: bool) -> Iterator[Break]:
-    if vport is None:
-        return
-    if typed and vport.type is None:
-        yield (*loc, "type"), "the network's virtualport needs a type"
-    given = vport.parameters.model_dump(exclude_none=True) if vport.parameters else {}
-    allowed = VPORT_PARAMS.get(vport.type, frozenset().union(*VPORT_PARAMS.values()))
-    for field, value in given.items():
-        ploc = (*loc, "parameters", field)
-        if field not in allowed:
-            yield ploc, f"does not apply to virtualport type {vport.type!r}"
-        elif field in VPORT_LIMITS and not 0 <= value <= VPORT_LIMITS[field]:
-            yield ploc, f"must be from 0 to {VPORT_LIMITS[field]}"
-        elif field in ("instance_id", "interface_id") and not _is_uuid(value):
-            yield ploc, "must be a UUID"
-        elif field == "profile_id" and not 1 <= len(value) <= 39:
-            yield ploc, "a profile id is 1 to 39 characters"
-
-
 def _xml_chars(value: Any, loc: Loc) -> Iterator[Break]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -332,14 +263,14 @@ def _text(d: NetworkDefinition) -> Iterator[Break]:
     yield from _xml_chars(d.model_dump(mode="json", exclude={"metadata_xml"}), ())
 
 
-def libvirt_rule_breaks(d: NetworkDefinition) -> list[Break]:
+def network_rule_breaks(d: NetworkDefinition) -> list[Break]:
     """(location, message) for every libvirt parse-time rule ``d`` breaks."""
     found = [*_forward(d), *_bridge(d), *_ips(d), *_routes(d), *_dns(d), *_text(d)]
-    found += [*_bandwidth(d.bandwidth, ("bandwidth",)), *_vlan(d.vlan, ("vlan",))]
-    found += _virtualport(d.virtualport, ("virtualport",), typed=True)
+    found += [*bandwidth_breaks(d.bandwidth, ("bandwidth",)), *vlan_breaks(d.vlan, ("vlan",))]
+    found += virtualport_breaks(d.virtualport, ("virtualport",), typed=True)
     for i, group in enumerate(d.portgroups):
         loc = ("portgroups", i)
-        found += _bandwidth(group.bandwidth, (*loc, "bandwidth"))
-        found += _vlan(group.vlan, (*loc, "vlan"))
-        found += _virtualport(group.virtualport, (*loc, "virtualport"), typed=False)
+        found += bandwidth_breaks(group.bandwidth, (*loc, "bandwidth"))
+        found += vlan_breaks(group.vlan, (*loc, "vlan"))
+        found += virtualport_breaks(group.virtualport, (*loc, "virtualport"), typed=False)
     return found

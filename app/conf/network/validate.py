@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from app.conf.errors import Problem
 from app.conf.network.model import BRIDGE_MODES, IpConfig, NetworkDefinition
-from app.conf.network.rules import libvirt_rule_breaks
+from app.conf.network.rules import network_rule_breaks
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class Problem:
-    loc: tuple[str | int, ...]
-    msg: str
 
 
 def _address(text: str) -> Address | None:
@@ -69,9 +63,9 @@ def ip_problems(definition: NetworkDefinition) -> list[Problem]:
                 continue
             if start not in subnet or end not in subnet:
                 problems.append(Problem(rloc, f"range {start}-{end} is not inside {subnet}"))
-            elif start > end:
+            elif int(start) > int(end):  # both in ``subnet``: one family
                 problems.append(Problem(rloc, f"range start {start} is after its end {end}"))
-            elif start <= iface.ip <= end:
+            elif int(start) <= int(iface.ip) <= int(end):
                 problems.append(
                     Problem(rloc, f"range {start}-{end} contains the network's address {iface.ip}")
                 )
@@ -252,7 +246,7 @@ def definition_problems(definition: NetworkDefinition) -> list[Problem]:
     return (
         structure_problems(definition)
         + ip_problems(definition)
-        + [Problem(loc, msg) for loc, msg in libvirt_rule_breaks(definition)]
+        + [Problem(loc, msg) for loc, msg in network_rule_breaks(definition)]
     )
 
 

@@ -2,60 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from app.api.errors import InvalidBody
 from app.conf.network.format import format_network
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.parse import read_network
 from app.conf.network.validate import definition_problems
-from app.conf.xml import safe
+from app.conf.xml.body import error, parse_body, refuse
 from app.conf.xml.reader import Findings
 
 
-def _error(found: Findings, loc: Sequence[str | int], message: str) -> dict[str, Any]:
-    where = found.locate(loc)
-    return {"field": where.path, "line": where.line, "message": message}
-
-
-def _refuse(errors: list[dict[str, Any]]) -> InvalidBody:
-    shown = [
-        f"{e['field']}" + (f" (line {e['line']})" if e.get("line") else "") + f": {e['message']}"
-        for e in errors[:3]
-    ]
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return InvalidBody(422, "; ".join(shown) + more, errors)
-
-
 def network_from_xml(raw: bytes) -> NetworkDefinition:
-    """Parse a libvirt <network> document safely; InvalidBody (400/413/422) when it cannot be."""
+    """Parse a libvirt <network> document safely; InvalidDocument when it cannot be."""
     return read_network_xml(raw)[0]
 
 
 def read_network_xml(raw: bytes) -> tuple[NetworkDefinition, Findings]:
     """network_from_xml, and where in the document each field came from (later errors about
     the definition name those places: the path in the format the client sent)."""
-    try:
-        root = safe.parse(raw)
-    except safe.Refused as exc:
-        error = {"field": "(document)", "line": exc.line, "message": exc.detail}
-        raise InvalidBody(exc.status, exc.detail, [error]) from None
-    document, found = read_network(root)
+    document, found = read_network(parse_body(raw))
     if found.errors:
-        raise _refuse(found.errors)
+        raise refuse(found.errors)
     try:
         definition = NetworkDefinition.model_validate(document)
     except ValidationError as exc:
         errors = [
-            _error(found, e["loc"], e["msg"].removeprefix("Value error, ")) for e in exc.errors()
+            error(found, e["loc"], e["msg"].removeprefix("Value error, ")) for e in exc.errors()
         ]
-        raise _refuse(errors) from None
+        raise refuse(errors) from None
     problems = definition_problems(definition)
     if problems:
-        raise _refuse([_error(found, p.loc, p.msg) for p in problems])
+        raise refuse([error(found, p.loc, p.msg) for p in problems])
     return definition, found
 
 

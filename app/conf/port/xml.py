@@ -5,7 +5,7 @@ virNetworkPortDefParseXML / virNetworkPortDefFormatBuf): every plug type libvirt
 parses and prints back, including those virtnet does not realise. ``port_request`` is
 where the API decides what of a document it can honour: virtnet plugs a tap on the
 network's bridge, so a ``<plug>`` of type direct or hostdev-pci, and the parts of a
-port it does not realise, are refused with 422 naming them.
+port it does not realise, are refused as invalid, naming them.
 
 The host to plug on is not part of libvirt's format: it comes from ``?host=``.
 """
@@ -17,18 +17,32 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from app.api.port_views import actual
-from app.conf.network.format import _bandwidth, _Out, _virtualport, _vlan
 from app.conf.network.model import NetworkDefinition
-from app.conf.network.parse import _bandwidth as _read_bandwidth
-from app.conf.network.parse import _put, _single, _text
-from app.conf.network.parse import _virtualport as _read_virtualport
-from app.conf.network.parse import _vlan as _read_vlan
-from app.conf.network.rules import PCI_LIMITS
-from app.conf.port.model import NetworkPortDocument, PlugBridge, PortRequest, libvirt_rule_breaks
+from app.conf.parts import (
+    PCI_LIMITS,
+    print_bandwidth,
+    print_virtualport,
+    print_vlan,
+    read_bandwidth,
+    read_virtualport,
+    read_vlan,
+    rule_breaks,
+)
+from app.conf.port.actual import StoredPort, actual
+from app.conf.port.model import NetworkPortDocument, PlugBridge, PlugDirect, PortRequest
 from app.conf.xml.body import error, located, parse_body, refuse
-from app.conf.xml.reader import Findings, Node, Where, one_of, uint, yes_no
-from app.models import Port
+from app.conf.xml.reader import (
+    Findings,
+    Node,
+    Where,
+    child_text,
+    one_of,
+    put,
+    single,
+    uint,
+    yes_no,
+)
+from app.conf.xml.writer import Out, as_yes_no
 
 Doc = dict[str, Any]
 PLUG_TYPES = ("none", "network", "bridge", "direct", "hostdev-pci")
@@ -39,15 +53,15 @@ PLUGGED = ("network", "bridge")
 def _bandwidth_class(root: Node, doc: Doc) -> None:
     node = root.child("bandwidth", ("bandwidth",))
     if node is not None:
-        _put(doc, "class_id", node.attr("classID", uint, loc=("class_id",)))
+        put(doc, "class_id", node.attr("classID", uint, loc=("class_id",)))
         node.element.attrib.pop("classID", None)  # read here; the shared reader takes the rest
-    _read_bandwidth(root, doc)
+    read_bandwidth(root, doc)
 
 
 def _address(node: Node) -> Doc:
     address = {"domain": "0", "bus": "0", "slot": "0", "function": "0"}  # libvirt's zeros
     for name in address:
-        _put(address, name, node.attr(name, loc=("plug", "address", name)))
+        put(address, name, node.attr(name, loc=("plug", "address", name)))
     node.finish()
     return address
 
@@ -61,15 +75,15 @@ def _plug(root: Node, doc: Doc) -> None:
     if kind in PLUGGED:
         plug["bridge"] = node.attr("bridge", loc=("plug", "bridge"), required=True)
         manager = node.attr("macTableManager", loc=("plug", "mac_table_manager"))
-        _put(plug, "mac_table_manager", manager)
+        put(plug, "mac_table_manager", manager)
     elif kind == "direct":
         plug["dev"] = node.attr("dev", loc=("plug", "dev"), required=True)
-        _put(plug, "mode", node.attr("mode", loc=("plug", "mode")))
+        put(plug, "mode", node.attr("mode", loc=("plug", "mode")))
     elif kind == "hostdev-pci":
-        _put(plug, "managed", node.attr("managed", yes_no, loc=("plug", "managed")))
+        put(plug, "managed", node.attr("managed", yes_no, loc=("plug", "managed")))
         driver = node.child("driver", ("plug", "driver"))
         if driver is not None:
-            _put(plug, "driver", driver.attr("name", loc=("plug", "driver"), required=True))
+            put(plug, "driver", driver.attr("name", loc=("plug", "driver"), required=True))
             driver.finish()
         address = node.child("address", ("plug", "address"))
         if address is None:
@@ -89,7 +103,7 @@ def read_networkport(element: etree._Element) -> tuple[Doc, Findings]:
         root.fail(f"the root element must be <networkport>, not <{etree.QName(element).localname}>")
         return {}, found
     doc: Doc = {}
-    _put(doc, "uuid", _text(root, "uuid", ("uuid",)))
+    put(doc, "uuid", child_text(root, "uuid", ("uuid",)))
     if "uuid" in doc:
         doc["uuid"] = doc["uuid"].strip()
     owner = root.child("owner", ("owner",))
@@ -98,26 +112,22 @@ def read_networkport(element: etree._Element) -> tuple[Doc, Findings]:
     else:
         doc["owner"] = {}
         for tag in ("name", "uuid"):
-            _put(doc["owner"], tag, _text(owner, tag, ("owner", tag)))
+            put(doc["owner"], tag, child_text(owner, tag, ("owner", tag)))
         owner.finish()
-    _put(doc, "group", _text(root, "group", ("group",)))
-    _single(root, doc, "mac", "address", "mac")
-    _read_virtualport(root, doc)
+    put(doc, "group", child_text(root, "group", ("group",)))
+    single(root, doc, "mac", "address", "mac")
+    read_virtualport(root, doc)
     _bandwidth_class(root, doc)
-    _read_vlan(root, doc)
-    _single(root, doc, "port", "isolated", "port_isolated", yes_no)
-    _single(root, doc, "rxfilters", "trustGuest", "trust_guest_rx_filters", yes_no)
+    read_vlan(root, doc)
+    single(root, doc, "port", "isolated", "port_isolated", yes_no)
+    single(root, doc, "rxfilters", "trustGuest", "trust_guest_rx_filters", yes_no)
     _plug(root, doc)
     root.finish()
     return doc, found
 
 
-def _yes_no(value: bool | None) -> str | None:
-    return None if value is None else "yes" if value else "no"
-
-
 def format_networkport(port: NetworkPortDocument) -> str:
-    out = _Out()
+    out = Out()
     out.open("networkport")
     out.text("uuid", None if port.uuid is None else str(port.uuid))
     out.open("owner")
@@ -127,33 +137,33 @@ def format_networkport(port: NetworkPortDocument) -> str:
     out.text("group", port.group)
     if port.mac is not None:
         out.empty("mac", [("address", port.mac)])
-    _virtualport(out, port.virtualport)
+    print_virtualport(out, port.virtualport)
     start = len(out.lines)
-    _bandwidth(out, port.bandwidth)
+    print_bandwidth(out, port.bandwidth)
     if port.class_id is not None and len(out.lines) > start:  # the shared printer has no classID
         opened = out.lines[start].replace("<bandwidth>", f"<bandwidth classID='{port.class_id}'>")
         out.lines[start] = opened
-    _vlan(out, port.vlan)
+    print_vlan(out, port.vlan)
     if port.port_isolated is not None:
-        out.empty("port", [("isolated", _yes_no(port.port_isolated))])
+        out.empty("port", [("isolated", as_yes_no(port.port_isolated))])
     if port.trust_guest_rx_filters is not None:
-        out.empty("rxfilters", [("trustGuest", _yes_no(port.trust_guest_rx_filters))])
+        out.empty("rxfilters", [("trustGuest", as_yes_no(port.trust_guest_rx_filters))])
     _format_plug(out, port)
     out.close("networkport")
     return "".join(out.lines)
 
 
-def _format_plug(out: _Out, port: NetworkPortDocument) -> None:
+def _format_plug(out: Out, port: NetworkPortDocument) -> None:
     plug = port.plug
     if plug is None:
         return
-    if plug.type in PLUGGED:
+    if isinstance(plug, PlugBridge):
         attrs = [("bridge", plug.bridge), ("macTableManager", plug.mac_table_manager)]
         out.empty("plug", [("type", plug.type), *attrs])
-    elif plug.type == "direct":
+    elif isinstance(plug, PlugDirect):
         out.empty("plug", [("type", plug.type), ("dev", plug.dev), ("mode", plug.mode)])
     else:
-        out.open("plug", [("type", plug.type), ("managed", _yes_no(plug.managed))])
+        out.open("plug", [("type", plug.type), ("managed", as_yes_no(plug.managed))])
         if plug.driver is not None:
             out.empty("driver", [("name", plug.driver)])
         a = plug.address
@@ -174,7 +184,7 @@ def _pci_breaks(port: NetworkPortDocument) -> list[tuple[tuple[str | int, ...], 
 
 
 def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
-    """A <networkport> body as the model; InvalidBody 400/413, or 422 with line numbers."""
+    """A <networkport> body as the model, or InvalidDocument (invalid ones with line numbers)."""
     doc, found = read_networkport(parse_body(raw))
     if found.errors:
         raise refuse(found.errors)
@@ -183,7 +193,7 @@ def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
     except ValidationError as exc:
         raise located(found, exc, skip=PLUG_TYPES) from None
     breaks = _pci_breaks(port) + list(
-        libvirt_rule_breaks(port.vlan, port.bandwidth, port.virtualport)
+        rule_breaks(port.vlan, port.bandwidth, port.virtualport)
     )
     if breaks:
         raise refuse([error(found, loc, message) for loc, message in breaks])
@@ -216,7 +226,7 @@ def _plug_mismatch(
 def port_request(
     parsed: tuple[NetworkPortDocument, Findings], *, host: str | None, network: NetworkDefinition
 ) -> PortRequest:
-    """The allocation a parsed <networkport> asks for, or InvalidBody 422 naming what
+    """The allocation a parsed <networkport> asks for, or InvalidDocument naming what
     virtnet cannot honour. ``network`` is the live definition of the port's network."""
     port, found = parsed
     errors = []
@@ -251,7 +261,7 @@ def port_request(
         raise located(found, exc) from None
 
 
-def port_document(port: Port) -> NetworkPortDocument:
+def port_document(port: StoredPort) -> NetworkPortDocument:
     """A port as libvirt's <networkport>: its plug is the actual device."""
     device = actual(port)
     manager = "libvirt" if device["mac_table_manager"] == "libvirt" else None
@@ -274,5 +284,5 @@ def port_document(port: Port) -> NetworkPortDocument:
     )
 
 
-def port_to_xml(port: Port) -> str:
+def port_to_xml(port: StoredPort) -> str:
     return format_networkport(port_document(port))

@@ -17,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 Loc = tuple[str | int, ...]
+Doc = dict[str, Any]
 Convert = Callable[[str], Any]
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -123,15 +124,15 @@ class Node:
             if name not in self._read_attrs:
                 shown = etree.QName(name).localname if name.startswith("{") else name
                 self.fail(f"unknown attribute {shown!r} on <{label(self.element)}>", shown)
-        if not text and (self.element.text or "").strip():
-            self.fail(f"unexpected text {self.element.text.strip()[:40]!r}")
+        if not text and (leftover := (self.element.text or "").strip()):
+            self.fail(f"unexpected text {leftover[:40]!r}")
         for child in self.element:
             unread = child.tag not in self._read_tags and not self._read_all
             if isinstance(child.tag, str) and unread:
                 message = f"unknown element <{label(child)}> in <{label(self.element)}>"
                 self.found.add(f"{self.path}/{label(child)}", child.sourceline, message)
-            if not text and (child.tail or "").strip():
-                message = f"unexpected text {child.tail.strip()[:40]!r}"
+            if not text and (tail := (child.tail or "").strip()):
+                message = f"unexpected text {tail[:40]!r}"
                 self.found.add(self.path, child.sourceline, message)
 
 
@@ -172,3 +173,37 @@ def one_of(*values: str) -> Convert:
         return raw
 
     return convert
+
+
+def put(doc: Doc, key: str, value: Any) -> None:
+    """Set ``doc[key]`` unless ``value`` is None (absent in the XML)."""
+    if value is not None:
+        doc[key] = value
+
+
+def read_attrs(
+    node: Node, doc: Doc, spec: dict[str, tuple[str, Any]], required: tuple[str, ...] = ()
+) -> Doc:
+    """Read attributes ``{xml name: (model key, converter)}`` into ``doc``."""
+    for name, (key, convert) in spec.items():
+        value = node.attr(name, convert, loc=(*node.loc, key), required=name in required)
+        put(doc, key, value)
+    return doc
+
+
+def child_text(parent: Node, tag: str, loc: Loc) -> str | None:
+    """The text of ``parent``'s child ``tag`` (which has no attributes nor children)."""
+    node = parent.child(tag, loc)
+    if node is None:
+        return None
+    text = node.text()
+    node.finish(text=True)
+    return text
+
+
+def single(root: Node, doc: Doc, tag: str, attr: str, key: str, convert: Any = str) -> None:
+    """Read the one attribute ``attr`` of ``root``'s child ``tag`` as ``doc[key]``."""
+    node = root.child(tag, (key,))
+    if node is not None:
+        put(doc, key, node.attr(attr, convert, loc=(key,), required=True))
+        node.finish()

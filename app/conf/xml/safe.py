@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import Literal
 
 from lxml import etree
 
@@ -21,11 +22,13 @@ _BOMS = (
 
 
 class Refused(Exception):
-    """The document cannot be read at all: ``status`` is 400 or 413."""
+    """The document cannot be read at all: ``kind`` says whether it is malformed or too large."""
 
-    def __init__(self, status: int, detail: str, line: int | None = None) -> None:
+    def __init__(
+        self, kind: Literal["malformed", "too_large"], detail: str, line: int | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.line = status, detail, line
+        self.kind, self.detail, self.line = kind, detail, line
 
 
 def _parser() -> etree.XMLParser:
@@ -59,16 +62,16 @@ def _depth_ok(root: etree._Element, limit: int) -> bool:
 def parse(raw: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> etree._Element:
     """The root element of ``raw``; Refused when it is too big, hostile or not well-formed."""
     if len(raw) > max_bytes:
-        raise Refused(413, f"the XML document is larger than {max_bytes} bytes")
+        raise Refused("too_large", f"the XML document is larger than {max_bytes} bytes")
     if _declares(raw):
-        raise Refused(400, "DOCTYPE and ENTITY declarations are not allowed")
+        raise Refused("malformed", "DOCTYPE and ENTITY declarations are not allowed")
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
-        raise Refused(400, f"not well-formed XML: {exc.msg}", exc.lineno) from None
+        raise Refused("malformed", f"not well-formed XML: {exc.msg}", exc.lineno) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
-        raise Refused(400, "DOCTYPE and ENTITY declarations are not allowed")
+        raise Refused("malformed", "DOCTYPE and ENTITY declarations are not allowed")
     if not _depth_ok(root, max_depth):
-        raise Refused(400, f"elements are nested deeper than {max_depth} levels")
+        raise Refused("malformed", f"elements are nested deeper than {max_depth} levels")
     return root

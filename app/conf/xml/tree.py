@@ -9,11 +9,12 @@ for byte, and any other comes back as the same XML tree (comments included).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from lxml import etree
 
-from app.conf.network.format import _ATTR, _TEXT
 from app.conf.xml import safe
+from app.conf.xml.writer import ATTR_ESCAPES, TEXT_ESCAPES
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 INDENT = "  "
@@ -45,19 +46,19 @@ def _write(node: etree._Element, out: list[str]) -> None:
     elif isinstance(node, etree._ProcessingInstruction):
         out.append(f"<?{node.target} {node.text}?>" if node.text else f"<?{node.target}?>")
     else:
-        tag = _name(node, node.tag)
+        tag = _name(node, cast(str, node.tag))  # an element's tag; comments were above
         pairs = [(_name(node, k), v) for k, v in node.attrib.items()]
         pairs += [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in _declared(node)]
-        out.append(f"<{tag}" + "".join(f" {k}='{v.translate(_ATTR)}'" for k, v in pairs))
+        out.append(f"<{tag}" + "".join(f" {k}='{v.translate(ATTR_ESCAPES)}'" for k, v in pairs))
         if node.text is None and not len(node):
             out.append("/>")
         else:
-            out.append(">" + (node.text or "").translate(_TEXT))
+            out.append(">" + (node.text or "").translate(TEXT_ESCAPES))
             for child in node:
                 _write(child, out)
             out.append(f"</{tag}>")
     if node.getparent() is not None and node.tail:
-        out.append(node.tail.translate(_TEXT))
+        out.append(node.tail.translate(TEXT_ESCAPES))
 
 
 def serialize(root: etree._Element) -> str:
@@ -95,7 +96,7 @@ def insert(parent: etree._Element, child: etree._Element, order: Sequence[str]) 
     It goes before the first element child that comes later in ``order`` (tags not in
     ``order`` come last), else after the last child.
     """
-    rank = {tag: i for i, tag in enumerate(order)}
+    rank: dict[object, int] = {tag: i for i, tag in enumerate(order)}
     mine = rank.get(child.tag, len(order))
     later = [
         i
@@ -139,5 +140,5 @@ def replace(old: etree._Element, new: etree._Element) -> None:
 
 
 def element(text: str) -> etree._Element:
-    """One element from its text (as printed at its indentation by app.conf.network.format)."""
+    """One element from its text (as printed at its indentation by app.conf.xml.writer)."""
     return safe.parse(text.strip().encode())

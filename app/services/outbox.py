@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 
 class TaskSender(Protocol):
-    def __call__(self, name: str, kwargs: dict[str, Any], queue: str) -> None: ...
+    def __call__(self, name: str, kwargs: dict[str, Any], queue: str, /) -> None: ...
 
 
 @dataclass
