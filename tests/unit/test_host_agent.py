@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from app.celery_app import CONTROL_QUEUE, REPORT_PORTS, REPORT_REALISATION
+from app.host_identity import SIGNATURE, host_key, verified_host
 from workers.kernel.fake import FakeHostNet
 from workers.tasks import HostAgent
 
+SECRET = "unit-test-report-secret"
 OWNER = "5b1e7f2c-7d0e-4f0a-9c3b-0e1d2c3b4a59"
 NETWORK = {
     "network_id": 1,
@@ -27,12 +29,18 @@ NETWORK = {
 class Reports(list[tuple[str, dict[str, Any]]]):
     def __call__(self, name: str, kwargs: dict[str, Any], queue: str) -> None:
         assert queue == CONTROL_QUEUE
-        self.append((name, kwargs))
+        assert verified_host(SECRET, name, kwargs) == "h1"  # signed with h1's own key
+        self.append((name, {k: v for k, v in kwargs.items() if k != SIGNATURE}))
 
 
 def agent() -> tuple[HostAgent, FakeHostNet, Reports]:
     net, reports = FakeHostNet(), Reports()
-    return HostAgent(network=lambda: net, send=reports, host="h1", worker_id="w1"), net, reports
+    key = host_key(SECRET, "h1")
+    return (
+        HostAgent(network=lambda: net, send=reports, host="h1", worker_id="w1", key=key),
+        net,
+        reports,
+    )
 
 
 def port(n: int, *, present: bool = True, generation: int = 1) -> dict[str, Any]:
