@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.services.dispatch import Outbox
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.services import hosts
 from app.services.context import Ctx
+from app.services.outbox import Outbox
 
 OVERLAY = {"name": "ov", "overlay": {"vni": 5000}}
 
