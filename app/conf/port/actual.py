@@ -32,7 +32,8 @@ class StoredPort:
 def actual(port: StoredPort) -> dict[str, Any]:
     """The device the connection really uses: libvirt's <actual> / <plug>."""
     return {
-        "type": "network" if port.network_id is not None else "bridge",
+        "type": port.spec.get("plug_type")
+        or ("network" if port.network_id is not None else "bridge"),
         "bridge": port.bridge,
         "mac_table_manager": port.mac_table_manager,
         "tap": port.tap,
