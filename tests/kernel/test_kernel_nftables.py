@@ -63,6 +63,8 @@ def test_tables_installed_replaced_and_reconciled(host: HostNet, ns: str) -> Non
         "add rule inet othertool guard iifname vnbr0 drop",
     ):
         netns.run(ns, "nft", command)
+    # the overlay's own table is virtnet's too, but no network's: a network reconcile keeps it
+    netns.run(ns, "nft", "add table inet virtnet_overlay")
     all_specs = specs()
     assert all_specs[4] is None  # 'open': no rules at all
     for spec in all_specs[:4]:
@@ -70,7 +72,7 @@ def test_tables_installed_replaced_and_reconciled(host: HostNet, ns: str) -> Non
         host.ensure_firewall(spec)
         host.ensure_firewall(spec)  # twice: replaced, not doubled
     names = {s["table"] for s in all_specs if s}
-    assert tables(ns) == names | {"othertool"}
+    assert tables(ns) == names | {"othertool", "virtnet_overlay"}
     assert host.firewall_tables() == names
     rules = [i["rule"] for i in ruleset(ns) if "rule" in i]
     mine = [r for r in rules if r["table"] == all_specs[1]["table"]]
@@ -80,10 +82,17 @@ def test_tables_installed_replaced_and_reconciled(host: HostNet, ns: str) -> Non
     assert len(mine) == len(all_specs[1]["forward"]) + len(all_specs[1]["postrouting"])
     # reconcile: two networks went away
     host.remove_firewall(sorted(names - {all_specs[0]["table"], all_specs[2]["table"]}))
-    assert tables(ns) == {all_specs[0]["table"], all_specs[2]["table"], "othertool"}
+    assert tables(ns) == {
+        all_specs[0]["table"],
+        all_specs[2]["table"],
+        "othertool",
+        "virtnet_overlay",
+    }
     assert [r for r in ruleset(ns) if "rule" in r and r["rule"]["table"] == "othertool"]
     with pytest.raises(KernelError, match="refusing"):
         host.remove_firewall(["othertool"])
+    with pytest.raises(KernelError, match="refusing"):
+        host.remove_firewall(["virtnet_overlay"])
 
 
 def test_ip_forwarding_is_turned_on_in_the_namespace_only(host: HostNet, ns: str) -> None:

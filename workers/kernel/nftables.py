@@ -17,12 +17,16 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import KernelError
 
 PREFIX = "virtnet_"
+# A network's table is PREFIX + its uuid in hex; other virtnet tables (the overlay's) are not
+# a network's and must survive a network reconcile.
+NETWORK_TABLE = re.compile(r"^virtnet_[0-9a-f]{32}$")
 FAMILY = "inet"
 Json = dict[str, Any]
 
@@ -57,22 +61,31 @@ def _library() -> ctypes.CDLL:
 NFT_CTX_OUTPUT_JSON = 1 << 4
 
 
-def run(commands: Json | str) -> Json:
-    """Run one nft JSON batch (or a command string) in this thread's namespace."""
+def execute(commands: str, *, json_output: bool = False, what: str = "rules") -> str:
+    """Run nft commands (text or JSON) as one transaction in this thread's namespace."""
     lib = _library()
     ctx = lib.nft_ctx_new(0)
+    if not ctx:
+        raise KernelError("libnftables could not create a context", errno.ENOMEM)
     try:
-        lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
+        if json_output:
+            lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
         lib.nft_ctx_buffer_output(ctx)
         lib.nft_ctx_buffer_error(ctx)
-        text = commands if isinstance(commands, str) else json.dumps(commands)
-        rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
+        rc = lib.nft_run_cmd_from_buffer(ctx, commands.encode())
         out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
         err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
     finally:
         lib.nft_ctx_free(ctx)
     if rc != 0:
-        raise KernelError(f"nftables refused the rules: {err.strip()}", errno.EINVAL)
+        raise KernelError(f"nftables refused the {what}: {err.strip()}", errno.EINVAL)
+    return out
+
+
+def run(commands: Json | str) -> Json:
+    """Run one nft JSON batch (or a command string); returns the JSON output."""
+    text = commands if isinstance(commands, str) else json.dumps(commands)
+    out = execute(text, json_output=True)
     return json.loads(out) if out.strip() else {}
 
 
@@ -179,7 +192,7 @@ def ensure_table(spec: Json) -> None:
 def delete_tables(names: Sequence[str]) -> None:
     cmds: list[Json] = []
     for name in names:
-        if not name.startswith(PREFIX):
+        if not NETWORK_TABLE.match(name):
             raise KernelError(f"refusing to delete nftables table {name!r}", errno.EPERM)
         table = {"family": FAMILY, "name": name}
         cmds += [{"add": {"table": table}}, {"delete": {"table": table}}]
@@ -188,7 +201,7 @@ def delete_tables(names: Sequence[str]) -> None:
 
 
 def owned_tables() -> set[str]:
-    """virtnet's tables here; none where libnftables is missing (nothing can exist then)."""
+    """Networks' virtnet tables here; none where libnftables is missing (none can exist)."""
     try:
         _library()
     except KernelError:
@@ -197,7 +210,9 @@ def owned_tables() -> set[str]:
     return {
         t["table"]["name"]
         for t in out.get("nftables", [])
-        if "table" in t and t["table"]["family"] == FAMILY and t["table"]["name"].startswith(PREFIX)
+        if "table" in t
+        and t["table"]["family"] == FAMILY
+        and NETWORK_TABLE.match(t["table"]["name"])
     }
 
 

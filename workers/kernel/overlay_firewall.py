@@ -10,21 +10,17 @@ host's network namespace (see NamespaceRunner).
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import ipaddress
 import json
 import re
-import threading
 from dataclasses import dataclass
 
+from . import nftables
 from .errors import KernelError
 
 TABLE = "virtnet_overlay"
 FAMILY = "inet"
 _CHAIN = re.compile(r"^vni_(\d+)$")
-_lib: ctypes.CDLL | None = None
-_lib_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,52 +35,9 @@ class FirewallSpec:
         return f"vni_{self.vni}"
 
 
-def _library() -> ctypes.CDLL:
-    global _lib
-    with _lib_lock:
-        if _lib is None:
-            try:
-                lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
-            except OSError as exc:
-                raise KernelError(
-                    f"libnftables is not installed ({exc}); install the 'nftables' package",
-                    errno.ENOENT,
-                ) from None
-            lib.nft_ctx_new.restype = ctypes.c_void_p
-            lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-            lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-            lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-            lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-            lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-            lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-            lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
-            _lib = lib
-        return _lib
-
-
 def run(commands: str, *, json_output: bool = False) -> str:
     """Run nft commands as one transaction; returns the output. Call in the namespace."""
-    lib = _library()
-    ctx = lib.nft_ctx_new(0)
-    if not ctx:
-        raise KernelError("libnftables could not create a context", errno.ENOMEM)
-    try:
-        lib.nft_ctx_buffer_output(ctx)
-        lib.nft_ctx_buffer_error(ctx)
-        if json_output:
-            lib.nft_ctx_output_set_flags(ctx, 1 << 4)  # NFT_CTX_OUTPUT_JSON
-        rc = lib.nft_run_cmd_from_buffer(ctx, commands.encode())
-        out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
-        err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
-    finally:
-        lib.nft_ctx_free(ctx)
-    if rc != 0:
-        raise KernelError(f"nftables refused the overlay rules: {err.strip()}", errno.EINVAL)
-    return out
+    return nftables.execute(commands, json_output=json_output, what="overlay rules")
 
 
 def _addresses(allowed: tuple[str, ...], version: int) -> list[str]:
