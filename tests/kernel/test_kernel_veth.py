@@ -127,8 +127,9 @@ class Agent(HostAgent):
     """The host worker's logic on a real HostNet, its reports kept instead of sent."""
 
     def __init__(self, net: HostNet) -> None:
-        super().__init__(None, host="h1", netns=net.netns, worker_id="test")  # type: ignore[arg-type]
-        self._net = net
+        super().__init__(
+            network=lambda: net, send=lambda *_: None, host="h1", worker_id="test", key="test"
+        )
         self.sent: list[dict[str, Any]] = []
 
     def send(self, name: str, **kwargs: Any) -> None:
