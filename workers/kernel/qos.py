@@ -176,18 +176,7 @@ class Tc:
                 "action": "drop",
             }
             try:
-                self.ipr.tc(
-                    "add-filter",
-                    "u32",
-                    index,
-                    0,
-                    parent=INGRESS,
-                    prio=1,
-                    protocol=ETH_P_ALL,
-                    target=0x1,
-                    keys=["0x0/0x0+0"],
-                    action=police,
-                )
+                self._match_all_ingress(index, police)
                 self.police = True
                 return POLICE
             except NetlinkError as exc:
@@ -196,9 +185,12 @@ class Tc:
                 self.police = False
         ifb = self.ensure_ifb(owner, rate, what)
         redirect = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": ifb}
-        self._run(
-            what,
-            self.ipr.tc,
+        self._run(what, self._match_all_ingress, index, redirect)
+        return IFB
+
+    def _match_all_ingress(self, index: int, action: dict[str, Any]) -> None:
+        """Every frame the port receives goes through ``action`` (police or redirect)."""
+        self.ipr.tc(
             "add-filter",
             "u32",
             index,
@@ -208,9 +200,8 @@ class Tc:
             protocol=ETH_P_ALL,
             target=0x1,
             keys=["0x0/0x0+0"],
-            action=redirect,
+            action=action,
         )
-        return IFB
 
     def ensure_ifb(self, owner: str, rate: Rate, what: str) -> int:
         assert rate.average
