@@ -180,11 +180,15 @@ def storage_problem(exc: BaseException) -> JSONResponse | None:
 
 def committed_response(exc: BaseException) -> JSONResponse:
     """A request that failed after its commit: its change takes effect, so no 5xx."""
+    if isinstance(exc, broker_errors()):
+        why = "the hosts are told when the broker answers again"
+    else:
+        why = f"its result could not be read back ({type(exc).__name__})"
     return JSONResponse(
         {
             "status": "committed",
-            "detail": "the change was committed and takes effect, but its result could not be "
-            f"read back ({type(exc).__name__}); GET the object for its state",
+            "detail": f"the change was committed and takes effect; {why}; GET the object for "
+            "its state",
         },
         status_code=202,
     )
