@@ -202,3 +202,24 @@ def test_under_load_no_answer_hides_a_commit(
             assert name not in stored, (name, r.text)
             assert int(r.headers["retry-after"]) > 0
     assert codes.get(201, 0) > 0 and codes.get(503, 0) > 0, codes
+
+
+def test_database_lost_during_wait_still_answers_the_committed_port(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    """?wait polls the operation after the commit; PostgreSQL stops meanwhile: the answer is
+    the port as committed (202, still plugging), not a 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pg, _ = own_servers
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(
+            api.post, "/v1/networks/n/ports?wait=10", json={"owner": OWNER, "host": "hostA"}
+        )
+        time.sleep(1)  # no worker plugs it: the request is polling
+        pg.stop("immediate")
+        r = waiting.result()
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "plugging" and r.headers["location"].endswith(r.json()["id"])
+    pg.start()
+    assert count(pg.url, Port) == 1
