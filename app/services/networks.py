@@ -19,7 +19,7 @@ from app.conf.network.validate import (
     vlans,
 )
 from app.models import Host, Network
-from app.services import events, realisation
+from app.services import events, locks, operations, port_queries, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
 from app.services.vlan import vlan_refusal
@@ -29,8 +29,11 @@ CREATED_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
 log = logging.getLogger("virtnet.networks")
 
 
-def get(ctx: Ctx, name: str) -> Network:
-    network = ctx.db.scalar(select(Network).where(Network.name == name))
+def get(ctx: Ctx, name: str, *, lock: bool = False) -> Network:
+    if lock:  # a write: held until it ends (services/locks.py has the order)
+        network = locks.network(ctx, name)
+    else:
+        network = ctx.db.scalar(select(Network).where(Network.name == name))
     if network is None:
         raise NotFound(f"network {name!r} does not exist")
     return network
@@ -257,7 +260,7 @@ def start(ctx: Ctx, *, name: str) -> Network:
 
 def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     """Stop a network; a transient one is gone afterwards (returns None then)."""
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if network.state == "inactive":
         raise Conflict(f"network {name!r} is not active")
     ports = realisation.ports_in_use(ctx, network)
@@ -272,21 +275,27 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     network.live = None
     events.publish(ctx, "network.stopped", f"network/{name}", uuid=network.uuid)
     if not network.persistent:
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     _commit(ctx)
     return network
 
 
+def _delete(ctx: Ctx, network: Network) -> None:
+    """The ports still being unplugged go with the row (a cascade): nothing waits for them."""
+    operations.forget(ctx, locks.port_list(ctx, port_queries.network_ports(ctx, network.id)))
+    ctx.db.delete(network)
+
+
 def undefine(ctx: Ctx, *, name: str) -> Network | None:
     """Remove the persistent definition; an active network lives on as a transient one."""
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if not network.persistent:
         raise Conflict(f"network {name!r} is transient; stop it to remove it")
     events.publish(ctx, "network.undefined", f"network/{name}", uuid=network.uuid)
     if network.state == "inactive":
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     network.persistent = False
