@@ -25,14 +25,15 @@ class Ctx:
         return timedelta(seconds=s.heartbeat_seconds * s.missed_heartbeats)
 
     def commit(self, *, conflict: str) -> None:
-        """Commit, turn a lost race on a unique column into a 409, then send queued tasks."""
-        from app.services.errors import Conflict
-
+        """Commit, then send queued tasks. A lost race on a unique column propagates, so the
+        caller can run the transaction again (app.services.retry); ``conflict`` says what
+        clashed if it never stops losing."""
         try:
             self.db.commit()
-        except IntegrityError:
+        except IntegrityError as exc:
             self.db.rollback()
-            raise Conflict(conflict) from None
+            exc.add_note(conflict)
+            raise
         self.outbox.flush()
 
     def host_is_up(self, last_seen: datetime) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
 from app.models import Host, utcnow
-from app.services import events, operations, realisation
+from app.services import events, operations, realisation, retry
 from app.services.context import Ctx
 from app.services.errors import NotFound
 
@@ -75,9 +76,13 @@ def sweep(ctx: Ctx) -> list[str]:
     ctx.db.commit()
     for op_id in operations.overdue(ctx):
         try:
-            if operations.expire(ctx, op_id) is not None:
-                ctx.commit(conflict="an operation ended while its deadline passed")
+            retry.run(ctx, partial(_expire, op_id=op_id), what="operation deadline")
         except Exception:  # one operation's trouble must not keep the others running
             ctx.db.rollback()
             log.exception("ending overdue operation %s failed", op_id)
     return gone
+
+
+def _expire(ctx: Ctx, *, op_id: str) -> None:
+    if operations.expire(ctx, op_id) is not None:
+        ctx.commit(conflict="an operation ended while its deadline passed")

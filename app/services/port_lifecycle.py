@@ -8,7 +8,16 @@ from sqlalchemy import select
 
 from app.conf.port.model import PortRequest
 from app.models import Domain, Operation, Port
-from app.services import domain_state, events, latency, locks, operations, overlay, ports
+from app.services import (
+    domain_state,
+    events,
+    latency,
+    locks,
+    operations,
+    overlay,
+    ports,
+    retry,
+)
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -61,7 +70,12 @@ def _lock_reported(ctx: Ctx, ids: set[str]) -> dict[str, Port]:
 
 
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
-    """A host applied ports; advance each port and the operations waiting for them."""
+    """A host applied ports; advance each port and the operations waiting for them (again
+    from the start if a concurrent writer made the transaction fail, as a deadlock victim)."""
+    retry.run(ctx, lambda c: _record(c, host=host, results=results), what=f"report of {host}")
+
+
+def _record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     stale: list[Port] = []
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
