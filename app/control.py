@@ -22,7 +22,7 @@ from app.celery_app import (
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.host_identity import report_secret, verified_host
-from app.services import hosts, migration, networks, overlay, port_lifecycle, realisation
+from app.services import hosts, migration, networks, overlay, port_lifecycle, realisation, retry
 from app.services.context import Ctx
 from app.services.outbox import Outbox
 
@@ -98,13 +98,17 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            realisation.record_report(
+            retry.run(  # a deadlock or a row changed meanwhile: the report is applied again
                 ctx_for(session),
-                host=host,
-                network_id=network_id,
-                generation=generation,
-                state=state,
-                error=error,
+                lambda ctx: realisation.record_report(
+                    ctx,
+                    host=host,
+                    network_id=network_id,
+                    generation=generation,
+                    state=state,
+                    error=error,
+                ),
+                what="realisation report",
             )
 
     @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
@@ -114,7 +118,11 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            port_lifecycle.record(ctx_for(session), host=host, results=results)
+            retry.run(  # a deadlock or a port changed meanwhile: the report is applied again
+                ctx_for(session),
+                lambda ctx: port_lifecycle.record(ctx, host=host, results=results),
+                what="port report",
+            )
 
     @celery.task(name=REPORT_OVERLAY, ignore_result=True, bind=True)
     def report_overlay(

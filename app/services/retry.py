@@ -39,7 +39,12 @@ RACES = frozenset({SERIALIZATION_FAILURE, DEADLOCK, UNIQUE_VIOLATION})
 #: SQLSTATE classes of a server that is gone or going: connection exception, operator
 #: intervention (shutdown, crash), insufficient resources
 OUTAGE_CLASSES = ("08", "57", "53")
-COMMITS = "virtnet.commits"
+COMMITS, TRIED = "virtnet.commits", "virtnet.commits_tried"
+
+
+@event.listens_for(Session, "before_commit")
+def _count_try(session: Session) -> None:
+    session.info[TRIED] = session.info.get(TRIED, 0) + 1
 
 
 @event.listens_for(Session, "after_commit")
@@ -50,6 +55,11 @@ def _count_commit(session: Session) -> None:
 def commits(session: Session) -> int:
     """How many times ``session`` committed: a call that committed is never run again."""
     return int(session.info.get(COMMITS, 0))
+
+
+def in_doubt(session: Session, exc: BaseException) -> bool:
+    """Whether the connection was lost during a commit: the server may have committed."""
+    return session.info.get(TRIED, 0) > commits(session) and is_outage(exc)
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -66,11 +76,10 @@ def is_race(exc: BaseException) -> bool:
         return False
     if sqlstate(exc) in RACES:
         return True
-    # SQLite: the busy timeout ran out, or two writers raced for one unique value
+    # SQLite: two writers raced for one unique value. "database is locked" is not retried:
+    # it comes after the 30 s busy timeout already waited; it is an outage (503)
     text = str(getattr(exc, "orig", "")).lower()
-    return "database is locked" in text or (
-        isinstance(exc, IntegrityError) and text.startswith("unique constraint failed")
-    )
+    return isinstance(exc, IntegrityError) and text.startswith("unique constraint failed")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -84,8 +93,8 @@ def is_outage(exc: BaseException) -> bool:
     state = sqlstate(exc)
     if state is not None:
         return state.startswith(OUTAGE_CLASSES)
-    # a connection refused or dropped has no SQLSTATE; "database is locked" is a race
-    return type(exc).__name__ in ("OperationalError", "InterfaceError") and not is_race(exc)
+    # a connection refused or dropped has no SQLSTATE, nor has SQLite's "database is locked"
+    return type(exc).__name__ in ("OperationalError", "InterfaceError")
 
 
 def pause(attempt: int) -> float:
