@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import utcnow
+from app.services import intent
 from app.services.outbox import Outbox
 
 
@@ -25,14 +26,22 @@ class Ctx:
         return timedelta(seconds=s.heartbeat_seconds * s.missed_heartbeats)
 
     def commit(self, *, conflict: str) -> None:
-        """Commit, turn a lost race on a unique column into a 409, then send queued tasks."""
+        """Commit, turn a lost race on a unique column into a 409, then send queued tasks.
+
+        Every host sent something gets its desired revision bumped in this transaction, so
+        what it decided reaches the host even if the message after the commit is lost."""
         from app.services.errors import Conflict
 
         try:
+            intent.stamp(self.db, self.outbox)
             self.db.commit()
         except IntegrityError:
             self.db.rollback()
+            self.outbox.discard()
             raise Conflict(conflict) from None
+        except BaseException:
+            self.outbox.discard()
+            raise
         self.outbox.flush()
 
     def host_is_up(self, last_seen: datetime) -> bool:
