@@ -26,19 +26,20 @@ class Ctx:
         return timedelta(seconds=s.heartbeat_seconds * s.missed_heartbeats)
 
     def commit(self, *, conflict: str) -> None:
-        """Commit, turn a lost race on a unique column into a 409, then send queued tasks.
+        """Commit, then send queued tasks. A lost race on a unique column propagates, so the
+        caller can run the transaction again (app.services.retry); ``conflict`` says what
+        clashed if it never stops losing.
 
         Every host sent something gets its desired revision bumped in this transaction, so
         what it decided reaches the host even if the message after the commit is lost."""
-        from app.services.errors import Conflict
-
         try:
             intent.stamp(self.db, self.outbox)
             self.db.commit()
-        except IntegrityError:
+        except IntegrityError as exc:
             self.db.rollback()
             self.outbox.discard()
-            raise Conflict(conflict) from None
+            exc.add_note(conflict)
+            raise
         except BaseException:
             self.outbox.discard()
             raise

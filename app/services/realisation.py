@@ -124,7 +124,8 @@ def record_report(
     ctx: Ctx, *, host: str, network_id: int, generation: int, state: str, error: str | None
 ) -> None:
     """A host says how realising one network went; reports about an older run are dropped."""
-    network = ctx.db.get(Network, network_id)
+    # the network's row first, as every writer of a network and its rows locks them
+    network = ctx.db.get(Network, network_id, with_for_update={"key_share": True})
     if network is None or network.generation != generation or network.state == "inactive":
         return
     row = ctx.db.scalar(

@@ -1,0 +1,142 @@
+"""Outages are reported: with the database down the API answers 503 + Retry-After in
+problem+json and changes nothing; it recovers when the database is back; with the broker down
+a committed change still answers 2xx and is stored.
+
+The test owns its PostgreSQL (initdb + pg_ctl on a free port) and its redis-server, so it may
+stop and kill them; the shared servers are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.api.main import create_app
+from app.config import Settings
+from app.db import get_engine, get_sessionmaker
+from app.models import Network, Port
+from app.services import tokens
+from app.services.context import Ctx
+from app.services.outbox import Outbox
+from app.services.schema import upgrade_database
+from tests.api.test_ports_api import add_host
+from tests.services import PostgresServer, RedisServer, postgres_bin
+
+OWNER = {"name": "vm", "uuid": "6a1f7b36-8c0e-4c3c-9d7e-1e2f3a4b5c6d"}
+
+
+@pytest.fixture
+def own_servers(tmp_path: Path) -> Iterator[tuple[PostgresServer, RedisServer]]:
+    if postgres_bin() is None:
+        pytest.skip("needs PostgreSQL server binaries")
+    pg = PostgresServer()
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        pg.init()
+        redis.start()
+        yield pg, redis
+    finally:
+        redis.kill()
+        get_engine(pg.url).dispose()
+        pg.destroy()
+
+
+@pytest.fixture
+def api(own_servers: tuple[PostgresServer, RedisServer], tmp_path: Path) -> Iterator[TestClient]:
+    pg, redis = own_servers
+    # hosts stay "up" for the whole test without a worker sending heartbeats
+    settings = Settings(
+        database_url=pg.url, broker_url=redis.url, state_dir=tmp_path, heartbeat_seconds=600
+    )
+    upgrade_database(settings)
+    with get_sessionmaker(settings.effective_database_url)() as session:
+        _, secret = tokens.create(Ctx(session, Outbox(None), settings), role="admin")
+    add_host(settings, "hostA")
+    client = TestClient(
+        create_app(settings),
+        headers={"Authorization": f"Bearer {secret}"},
+        raise_server_exceptions=False,  # a 500 must show as a status, not as an exception
+    )
+    assert client.post("/v1/networks?start=true", json={"name": "n"}).status_code == 201
+    yield client
+    client.close()
+
+
+def unavailable(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert int(response.headers["retry-after"]) > 0
+    body = response.json()
+    assert body["status"] == 503 and "database" in body["detail"], body
+    return body
+
+
+def count(settings_url: str, model: Any) -> int:
+    with get_sessionmaker(settings_url)() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_database_down_is_503_then_recovers(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, _ = own_servers
+    first = api.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"})
+    assert first.status_code == 202, first.text
+    pg.stop("immediate")
+    unavailable(api.get("/v1/networks"))
+    unavailable(api.post("/v1/networks", json={"name": "during"}))
+    unavailable(api.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"}))
+    unavailable(api.delete("/v1/networks/n"))
+    health = api.get("/v1/health")
+    assert health.status_code == 503 and health.json()["database"] == "unreachable"
+    assert int(health.headers["retry-after"]) > 0
+
+    pg.start()
+    assert api.get("/v1/health").json()["database"] == "ok"
+    created = api.post("/v1/networks", json={"name": "after"})
+    assert created.status_code == 201, created.text
+    names = [n["name"] for n in api.get("/v1/networks").json()["items"]]
+    assert names == ["after", "n"]  # nothing of what was refused during the outage
+    assert count(pg.url, Port) == 1
+
+
+def test_broker_down_a_committed_change_still_answers_2xx(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    pg, redis = own_servers
+    redis.kill()
+    health = api.get("/v1/health")
+    assert health.status_code == 200 and health.json()["broker"] == "unreachable"
+    assert health.json()["status"] == "degraded"
+    r = api.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"})
+    assert r.status_code in (201, 202), r.text
+    # the port as stored, or (while sending the nudge can still fail) the commit's note
+    assert r.json().get("state") == "plugging" or r.json()["status"] == "committed", r.text
+    assert count(pg.url, Port) == 1
+    r = api.post("/v1/networks", json={"name": "m"})
+    assert r.status_code == 201, r.text
+    assert count(pg.url, Network) == 2
+
+
+def test_a_failure_after_the_commit_is_not_a_5xx(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer], monkeypatch: Any
+) -> None:
+    """The database drops between the commit and reading back the view: the network is
+    defined, so the answer says so (202), not 500."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.api.routes import networks as routes
+
+    def dropped(*_: Any, **__: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(routes, "_body", dropped)
+    r = api.post("/v1/networks", json={"name": "kept"})
+    assert r.status_code == 202 and r.json()["status"] == "committed", r.text
+    assert count(own_servers[0].url, Network) == 2
