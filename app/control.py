@@ -31,6 +31,7 @@ from app.services import (
     overlay,
     port_lifecycle,
     realisation,
+    retry,
 )
 from app.services.context import Ctx
 from app.services.outbox import Outbox
@@ -107,13 +108,17 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            realisation.record_report(
+            retry.run(  # a deadlock or a row changed meanwhile: the report is applied again
                 ctx_for(session),
-                host=host,
-                network_id=network_id,
-                generation=generation,
-                state=state,
-                error=error,
+                lambda ctx: realisation.record_report(
+                    ctx,
+                    host=host,
+                    network_id=network_id,
+                    generation=generation,
+                    state=state,
+                    error=error,
+                ),
+                what="realisation report",
             )
 
     @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
@@ -123,14 +128,22 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            port_lifecycle.record(ctx_for(session), host=host, results=results)
+            retry.run(  # a deadlock or a port changed meanwhile: the report is applied again
+                ctx_for(session),
+                lambda ctx: port_lifecycle.record(ctx, host=host, results=results),
+                what="port report",
+            )
 
     @celery.task(name=REPORT_APPLIED, ignore_result=True, bind=True)
     def report_applied(self: Any, host: str, revision: int, signature: str | None = None) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            intent.record_applied(ctx_for(session), host=host, revision=revision)
+            retry.run(
+                ctx_for(session),
+                lambda ctx: intent.record_applied(ctx, host=host, revision=revision),
+                what="revision report",
+            )
 
     @celery.task(name=REPORT_OVERLAY, ignore_result=True, bind=True)
     def report_overlay(

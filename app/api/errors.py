@@ -178,6 +178,15 @@ def storage_problem(exc: BaseException) -> JSONResponse | None:
     return None
 
 
+def in_doubt_response() -> JSONResponse:
+    """The database went away while a commit was on its way: whether it happened, nobody
+    here can tell, so the client must look before it repeats a change."""
+    return unavailable(
+        "the database stopped answering while the change was being committed: it may or may "
+        "not have been made; once the database is back, GET the object before you retry"
+    )
+
+
 def committed_response(exc: BaseException) -> JSONResponse:
     """A request that failed after its commit: its change takes effect, so no 5xx."""
     if isinstance(exc, broker_errors()):

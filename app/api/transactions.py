@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import committed_response, storage_problem
+from app.api.errors import committed_response, in_doubt_response, storage_problem
 from app.db import READ_ONLY
 from app.services import retry
 
@@ -44,6 +44,7 @@ class Transactions:
             return
         body, first = await _read_body(receive)
         state = dict(scope.get("state") or {})
+        where = (scope["method"], scope["path"])
         for attempt in range(retry.ATTEMPTS):
             sessions: list[Session] = []
             scope["state"] = {**state, SESSIONS: sessions}
@@ -61,11 +62,15 @@ class Transactions:
                 if started:
                     raise
                 if any(retry.commits(s) for s in sessions):
-                    log.exception("%s %s committed, then failed", scope["method"], scope["path"])
+                    log.exception("%s %s committed, then failed", *where)
                     await committed_response(exc)(scope, receive, send)
                     return
+                if any(retry.in_doubt(s, exc) for s in sessions):
+                    log.warning("%s %s lost the database while committing: %s", *where, exc)
+                    await in_doubt_response()(scope, receive, send)
+                    return
                 if retry.is_race(exc) and attempt < retry.ATTEMPTS - 1:
-                    log.info("%s %s lost a race: %s", scope["method"], scope["path"], exc)
+                    log.info("%s %s lost a race: %s", *where, exc)
                     await asyncio.sleep(retry.pause(attempt))
                     continue
                 response = storage_problem(exc)

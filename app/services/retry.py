@@ -39,7 +39,12 @@ RACES = frozenset({SERIALIZATION_FAILURE, DEADLOCK, UNIQUE_VIOLATION})
 #: SQLSTATE classes of a server that is gone or going: connection exception, operator
 #: intervention (shutdown, crash), insufficient resources
 OUTAGE_CLASSES = ("08", "57", "53")
-COMMITS = "virtnet.commits"
+COMMITS, TRIED = "virtnet.commits", "virtnet.commits_tried"
+
+
+@event.listens_for(Session, "before_commit")
+def _count_try(session: Session) -> None:
+    session.info[TRIED] = session.info.get(TRIED, 0) + 1
 
 
 @event.listens_for(Session, "after_commit")
@@ -50,6 +55,11 @@ def _count_commit(session: Session) -> None:
 def commits(session: Session) -> int:
     """How many times ``session`` committed: a call that committed is never run again."""
     return int(session.info.get(COMMITS, 0))
+
+
+def in_doubt(session: Session, exc: BaseException) -> bool:
+    """Whether the connection was lost during a commit: the server may have committed."""
+    return session.info.get(TRIED, 0) > commits(session) and is_outage(exc)
 
 
 def sqlstate(exc: BaseException) -> str | None:

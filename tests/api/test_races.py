@@ -6,6 +6,7 @@ transactions really interleave in PostgreSQL (unique indexes, row locks, deadloc
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -135,7 +136,7 @@ def test_stop_and_undefine_against_port_traffic(
             with lock:
                 answers.extend(got)
 
-    for round_ in range(4):
+    for round_ in range(int(os.environ.get("RACE_ROUNDS", "4"))):
         if round_ % 2 == 0:  # the odd rounds leave no network behind
             r = admin.post("/v1/networks", json={"name": "busy", "bridge": {"stp": False}})
             assert r.status_code == 201, r.text
@@ -160,4 +161,6 @@ def test_stop_and_undefine_against_port_traffic(
             w.join()
     no_server_errors(answers)
     assert {r.status_code for r in answers} <= {200, 201, 202, 204, 404, 409}, statuses(answers)
-    assert "DeadlockDetected" not in cluster.logs()
+    # nor did a report get lost to a deadlock or a port changed meanwhile: each is run again
+    control = (cluster.log_dir / "control.log").read_text()
+    assert "raised unexpected" not in control, control[-3000:]
