@@ -183,7 +183,7 @@ def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
     while not stop.wait(settings.heartbeat_seconds):
         try:
             with sessions() as session:
-                hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
+                hosts.sweep(Ctx(db=session, outbox=Outbox(send), settings=settings))
             with sessions() as session:
                 ctx = Ctx(db=session, outbox=Outbox(send), settings=settings)
                 if overlay.out_of_sync(ctx, lagging, grace):

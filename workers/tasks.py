@@ -262,14 +262,16 @@ class HostAgent:
     def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
         """Make the host match the full desired state: add what is missing, drop what is ours
         and no longer wanted; devices virtnet did not create are never touched."""
-        wanted_taps = {p["tap"] for p in ports if p["present"]}
+        # a device is wanted by name AND owner: a tap left by a deleted port whose name a new
+        # port reuses goes first (the new one is plugged below, once the name is free)
+        wanted_taps = {(p["tap"], p["port_id"]) for p in ports if p["present"]}
         wanted_bridges = {n["bridge"] for n in networks if n["mode"] != "bridge"}
         with self._lock:
             owned = self.net.owned_devices()
             leftovers = [
                 PortRef(d.name, d.owner, kind=d.kind)
                 for d in owned
-                if d.kind in ("tap", "veth") and d.name not in wanted_taps
+                if d.kind in ("tap", "veth") and (d.name, d.owner) not in wanted_taps
             ]
             # a tap a hypervisor still holds stays until it lets go (a later pass removes it)
             held = self.net.held_taps([r.tap for r in leftovers if r.kind == "tap"])

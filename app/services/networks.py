@@ -19,7 +19,7 @@ from app.conf.network.validate import (
     vlans,
 )
 from app.models import Host, Network
-from app.services import events, realisation
+from app.services import events, locks, operations, port_queries, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
 from app.services.vlan import vlan_refusal
@@ -290,11 +290,17 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     network.live = None
     events.publish(ctx, "network.stopped", f"network/{name}", uuid=network.uuid)
     if not network.persistent:
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     _commit(ctx)
     return network
+
+
+def _delete(ctx: Ctx, network: Network) -> None:
+    """The ports still being unplugged go with the row (a cascade): nothing waits for them."""
+    operations.forget(ctx, locks.port_list(ctx, port_queries.network_ports(ctx, network.id)))
+    ctx.db.delete(network)
 
 
 def undefine(ctx: Ctx, *, name: str) -> Network | None:
@@ -304,7 +310,7 @@ def undefine(ctx: Ctx, *, name: str) -> Network | None:
         raise Conflict(f"network {name!r} is transient; stop it to remove it")
     events.publish(ctx, "network.undefined", f"network/{name}", uuid=network.uuid)
     if network.state == "inactive":
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     network.persistent = False

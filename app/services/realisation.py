@@ -12,7 +12,7 @@ from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
-from app.services import events, intent, overlay, port_queries, ports
+from app.services import events, intent, locks, overlay, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -101,9 +101,15 @@ def plan_refresh(ctx: Ctx, network: Network) -> None:
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
-    attached = port_queries.network_ports(ctx, network.id)
+    attached = locks.port_list(ctx, port_queries.network_ports(ctx, network.id))
     if attached:  # only with ?force: the taps go before their bridge
-        ports.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
+        ports.unplug(
+            ctx,
+            attached,
+            kind="network.stop",
+            target=f"network/{network.name}",
+            reason=f"cancelled by force stop of network {network.name}",
+        )
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))

@@ -76,11 +76,10 @@ def is_race(exc: BaseException) -> bool:
         return False
     if sqlstate(exc) in RACES:
         return True
-    # SQLite: the busy timeout ran out, or two writers raced for one unique value
+    # SQLite: two writers raced for one unique value. "database is locked" is not retried:
+    # it comes after the 30 s busy timeout already waited; it is an outage (503)
     text = str(getattr(exc, "orig", "")).lower()
-    return "database is locked" in text or (
-        isinstance(exc, IntegrityError) and text.startswith("unique constraint failed")
-    )
+    return isinstance(exc, IntegrityError) and text.startswith("unique constraint failed")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -94,8 +93,8 @@ def is_outage(exc: BaseException) -> bool:
     state = sqlstate(exc)
     if state is not None:
         return state.startswith(OUTAGE_CLASSES)
-    # a connection refused or dropped has no SQLSTATE; "database is locked" is a race
-    return type(exc).__name__ in ("OperationalError", "InterfaceError") and not is_race(exc)
+    # a connection refused or dropped has no SQLSTATE, nor has SQLite's "database is locked"
+    return type(exc).__name__ in ("OperationalError", "InterfaceError")
 
 
 def pause(attempt: int) -> float:

@@ -164,3 +164,25 @@ def test_stop_and_undefine_against_port_traffic(
     # nor did a report get lost to a deadlock or a port changed meanwhile: each is run again
     control = (cluster.log_dir / "control.log").read_text()
     assert "raised unexpected" not in control, control[-3000:]
+
+
+def test_one_explicit_bridge_or_domain_name_claimed_by_many(
+    http: Callable[[], httpx.Client], cluster: Cluster
+) -> None:
+    clients = [http() for _ in range(CLIENTS)]
+    answers = at_once(
+        CLIENTS,
+        lambda i: clients[i].post(
+            "/v1/networks", json={"name": f"br{i}", "bridge": {"name": "vnshared0"}}
+        ),
+    )
+    no_server_errors(answers)
+    assert statuses(answers) == {201: 1, 409: CLIENTS - 1}, [a.text for a in answers]
+    assert all("vnshared0" in a.json()["detail"] for a in answers if a.status_code == 409)
+
+    add_host(cluster.settings, "hostA")
+    domain = {"name": "vm1", "host": "hostA", "type": "kvm", "memory": 1048576, "vcpus": 1}
+    answers = at_once(CLIENTS, lambda i: clients[i].post("/v1/domains", json=domain))
+    no_server_errors(answers)
+    assert statuses(answers) == {201: 1, 409: CLIENTS - 1}, [a.text for a in answers]
+    assert all("vm1" in a.json()["detail"] for a in answers if a.status_code == 409)

@@ -8,6 +8,7 @@ stop and kill them; the shared servers are never touched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from app.services.context import Ctx
 from app.services.outbox import Outbox
 from app.services.schema import upgrade_database
 from tests.api.test_ports_api import add_host
-from tests.services import PostgresServer, RedisServer, postgres_bin
+from tests.cluster import wait_for
+from tests.services import PostgresServer, RedisServer, free_port, postgres_bin
 
 OWNER = {"name": "vm", "uuid": "6a1f7b36-8c0e-4c3c-9d7e-1e2f3a4b5c6d"}
 
@@ -140,3 +142,84 @@ def test_a_failure_after_the_commit_is_not_a_5xx(
     r = api.post("/v1/networks", json={"name": "kept"})
     assert r.status_code == 202 and r.json()["status"] == "committed", r.text
     assert count(own_servers[0].url, Network) == 2
+
+
+def test_under_load_no_answer_hides_a_commit(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer], tmp_path: Path
+) -> None:
+    """Eight clients define networks while PostgreSQL stops (immediate) and starts again:
+    every answer is a 2xx whose network exists, a 503 "nothing was changed" whose network
+    does not, or a 503 that says it cannot tell; never a 500."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+
+    pg, _ = own_servers
+    app = api.app
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="uvicorn")
+    auth = {"Authorization": api.headers["Authorization"]}
+    stop = threading.Event()
+
+    def client(k: int) -> list[tuple[str, httpx.Response]]:
+        got = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=60) as c:
+            i = 0
+            while not stop.is_set():
+                name = f"load{k}-{i}"
+                got.append((name, c.post("/v1/networks", json={"name": name})))
+                i += 1
+        return got
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client, k) for k in range(8)]
+            time.sleep(1)
+            pg.stop("immediate")
+            time.sleep(3)
+            pg.start()
+            time.sleep(2)
+            stop.set()
+            answers = [a for f in futures for a in f.result()]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    with get_sessionmaker(pg.url)() as session:
+        stored = set(session.scalars(select(Network.name)))
+    codes: dict[int, int] = {}
+    for name, r in answers:
+        codes[r.status_code] = codes.get(r.status_code, 0) + 1
+        assert r.status_code in (201, 202, 503), (name, r.status_code, r.text)
+        if r.status_code in (201, 202):
+            assert name in stored, (name, r.text)
+        elif "nothing was changed" in r.json()["detail"]:
+            assert name not in stored, (name, r.text)
+            assert int(r.headers["retry-after"]) > 0
+    assert codes.get(201, 0) > 0 and codes.get(503, 0) > 0, codes
+
+
+def test_database_lost_during_wait_still_answers_the_committed_port(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    """?wait polls the operation after the commit; PostgreSQL stops meanwhile: the answer is
+    the port as committed (202, still plugging), not a 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pg, _ = own_servers
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(
+            api.post, "/v1/networks/n/ports?wait=10", json={"owner": OWNER, "host": "hostA"}
+        )
+        time.sleep(1)  # no worker plugs it: the request is polling
+        pg.stop("immediate")
+        r = waiting.result()
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "plugging" and r.headers["location"].endswith(r.json()["id"])
+    pg.start()
+    assert count(pg.url, Port) == 1
