@@ -16,7 +16,6 @@ from app.services import (
     operations,
     overlay,
     ports,
-    retry,
 )
 from app.services.context import Ctx
 from app.services.errors import Conflict
@@ -70,12 +69,8 @@ def _lock_reported(ctx: Ctx, ids: set[str]) -> dict[str, Port]:
 
 
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
-    """A host applied ports; advance each port and the operations waiting for them (again
-    from the start if a concurrent writer made the transaction fail, as a deadlock victim)."""
-    retry.run(ctx, lambda c: _record(c, host=host, results=results), what=f"report of {host}")
-
-
-def _record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
+    """A host applied ports; advance each port and the operations waiting for them. (The
+    control worker runs it again if a concurrent writer made it fail: retry.run.)"""
     stale: list[Port] = []
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
