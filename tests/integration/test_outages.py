@@ -223,3 +223,29 @@ def test_database_lost_during_wait_still_answers_the_committed_port(
     assert r.json()["state"] == "plugging" and r.headers["location"].endswith(r.json()["id"])
     pg.start()
     assert count(pg.url, Port) == 1
+
+
+def test_an_open_event_stream_outlives_a_database_outage(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    """The stream says it is waiting and resumes: it does not break, and the event made once
+    the database is back still arrives."""
+    import threading
+
+    pg, _ = own_servers
+
+    def outage() -> None:
+        time.sleep(0.5)
+        pg.stop("immediate")
+        time.sleep(2)
+        pg.start()
+        assert api.post("/v1/networks", json={"name": "back"}).status_code == 201
+
+    with api.stream("GET", "/v1/events?limit=1") as response:
+        assert response.status_code == 200
+        thread = threading.Thread(target=outage)
+        thread.start()
+        text = "".join(response.iter_text())
+        thread.join()
+    assert "does not answer" in text and "event: network.defined" in text, text
+    assert '"back"' in text or "network/back" in text, text
