@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: realisation states a host's report ends in (realisation.FINAL_STATES)
 _FINAL = ("active", "degraded", "failed")
 #: at most this many resync periods between two resends to a host that does not move
-_MAX_BACKOFF = 8
+_MAX_BACKOFF = 4
 
 
 def _upsert(db: Session, host: str, *, new: dict[str, object], update: dict[str, object]) -> int:
@@ -80,6 +80,15 @@ def begin_full(ctx: Ctx, host: str, *, resend: bool = False) -> None:
         row = ctx.db.scalar(select(HostIntent.desired).where(HostIntent.host == host))
         desired = row or 0
     ctx.outbox.full[host] = desired
+
+
+def not_resent(ctx: Ctx, host: str) -> None:
+    """The resend never left (the broker did not answer): the next pass tries again without
+    backing off further."""
+    row = ctx.db.get(HostIntent, host, with_for_update=True, populate_existing=True)
+    if row is not None:
+        row.resent_at, row.resends = None, max(0, row.resends - 1)
+    ctx.db.commit()
 
 
 def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
@@ -140,6 +149,14 @@ def lagging(ctx: Ctx, hosts: list[str]) -> list[str]:
         elif host in waiting:
             out.append(host)
     return out
+
+
+def revisions(ctx: Ctx, host: str | None = None) -> dict[str, tuple[int, int]]:
+    """host -> (desired, applied), of one host or all."""
+    query = select(HostIntent.host, HostIntent.desired, HostIntent.applied)
+    if host is not None:
+        query = query.where(HostIntent.host == host)
+    return {h: (d, a) for h, d, a in ctx.db.execute(query)}
 
 
 def status(ctx: Ctx, host: str) -> tuple[int, int, datetime | None]:

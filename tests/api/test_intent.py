@@ -124,6 +124,8 @@ def test_hosts_lag_when_a_nudge_or_a_report_went_missing(
     ctx.commit(conflict="")
     session.expire_all()
     assert intent.lagging(ctx, ["h1", "h2"]) == []  # resent just now
+    intent.not_resent(ctx, "h1")  # ... or not: the broker refused it
+    assert intent.lagging(ctx, ["h1", "h2"]) == ["h1"]
     # the host applied it: in step again
     intent.record_applied(ctx, host="h1", revision=1)
     session.expire_all()
