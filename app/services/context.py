@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import utcnow
+from app.services import intent
 from app.services.outbox import Outbox
 
 
@@ -27,12 +28,20 @@ class Ctx:
     def commit(self, *, conflict: str) -> None:
         """Commit, then send queued tasks. A lost race on a unique column propagates, so the
         caller can run the transaction again (app.services.retry); ``conflict`` says what
-        clashed if it never stops losing."""
+        clashed if it never stops losing.
+
+        Every host sent something gets its desired revision bumped in this transaction, so
+        what it decided reaches the host even if the message after the commit is lost."""
         try:
+            intent.stamp(self.db, self.outbox)
             self.db.commit()
         except IntegrityError as exc:
             self.db.rollback()
+            self.outbox.discard()
             exc.add_note(conflict)
+            raise
+        except BaseException:
+            self.outbox.discard()
             raise
         self.outbox.flush()
 

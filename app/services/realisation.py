@@ -12,7 +12,7 @@ from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
-from app.services import events, locks, overlay, port_queries, ports
+from app.services import events, intent, locks, overlay, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -173,23 +173,39 @@ def leases(ctx: Ctx, network: Network, mac: str | None = None) -> list[dict[str,
 
 
 def plan_host_up(ctx: Ctx, host: str) -> None:
-    """A host (re)joined: give it every active network and let it drop what is no longer wanted."""
+    """A host (re)joined: give it every active network and let it drop what is no longer
+    wanted; the others learn its underlay address (firewall) and, from its ports, its
+    overlay entries."""
+    plan_full(ctx, host, comeback=True)
+    overlay.nudge_all(ctx)
+
+
+def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
+    """Send ``host`` its whole desired state, as one full bundle (app.services.intent).
+
+    ``comeback``: the host (re)joined, so it gets realisation rows for the networks it
+    misses and what it had before is forgotten; otherwise (the periodic resend) nothing but
+    the host's revision is written."""
+    intent.begin_full(ctx, host, resend=not comeback)
     networks = ctx.db.scalars(select(Network).where(Network.state != "inactive")).all()
     specs = []
     me = ctx.db.get(Host, host)
     for network in networks:
         if me is not None and not overlay.eligible(me, network):
             continue
-        row = ctx.db.scalar(
-            select(Realisation).where(
-                Realisation.network_id == network.id, Realisation.host == host
+        if comeback:
+            row = ctx.db.scalar(
+                select(Realisation).where(
+                    Realisation.network_id == network.id, Realisation.host == host
+                )
             )
-        )
-        if row is not None:
-            row.overlay_digest = None  # what it had before is unknown until it reports again
-        if row is None:
-            ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
-            network.state = "starting"
+            if row is not None:
+                row.overlay_digest = None  # what it had before is unknown until it reports
+            else:
+                ctx.db.add(
+                    Realisation(network_id=network.id, host=host, generation=network.generation)
+                )
+                network.state = "starting"
         specs.append(network)
     ctx.db.flush()
     specs = [
@@ -197,9 +213,7 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
         for n in specs
     ]
     port_specs = [
-        ports.host_port(p, present=p.state != "unplugging")
+        ports.host_port(p, present=p.state not in ("unplugging", "released"))
         for p in port_queries.host_ports(ctx, host)
     ]
     ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))
-    # the others learn the host's underlay address (firewall) and, from its ports, its entries
-    overlay.nudge_all(ctx)
