@@ -29,10 +29,19 @@ REPORT_LEASES = "virtnet.control.report_leases"
 #: an overlay network's forwarding table on one host, and the host's answer
 SYNC_OVERLAY = "virtnet.host.sync_overlay"
 REPORT_OVERLAY = "virtnet.control.report_overlay"
+#: what one transaction decided for one host, stamped with the host's desired revision
+APPLY_BUNDLE = "virtnet.host.apply"
+#: the revision a host has reached (app.services.intent)
+REPORT_APPLIED = "virtnet.control.report_applied"
 
 
 def host_queue(host: str) -> str:
     return f"host.{host}"
+
+
+def queue_host(queue: str) -> str | None:
+    """The host a queue belongs to, None for the control queues."""
+    return queue.removeprefix("host.") if queue.startswith("host.") else None
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     underlay: str | None = None
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     missed_heartbeats: int = Field(default=3, ge=1, le=1000)
+    #: how often the control worker resends the whole desired state to hosts that lag
+    resync_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: a host operation still running this long after it began fails, naming the silent host
+    operation_deadline_seconds: float = Field(default=60.0, gt=0, le=86400)
     broker_poll_seconds: float = Field(default=0.01, gt=0, le=10)
     #: the control plane's secret from which each host's report key is derived
     report_secret: str | None = Field(default=None, min_length=16)

@@ -12,6 +12,7 @@ from app.celery_app import (
     CONTROL_QUEUE,
     HEARTBEAT,
     HEARTBEAT_QUEUE,
+    REPORT_APPLIED,
     REPORT_LEASES,
     REPORT_OVERLAY,
     REPORT_PORTS,
@@ -22,7 +23,16 @@ from app.celery_app import (
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.host_identity import report_secret, verified_host
-from app.services import hosts, migration, networks, overlay, port_lifecycle, realisation
+from app.services import (
+    hosts,
+    intent,
+    migration,
+    networks,
+    overlay,
+    port_lifecycle,
+    realisation,
+    retry,
+)
 from app.services.context import Ctx
 from app.services.outbox import Outbox
 
@@ -98,13 +108,17 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            realisation.record_report(
+            retry.run(  # a deadlock or a row changed meanwhile: the report is applied again
                 ctx_for(session),
-                host=host,
-                network_id=network_id,
-                generation=generation,
-                state=state,
-                error=error,
+                lambda ctx: realisation.record_report(
+                    ctx,
+                    host=host,
+                    network_id=network_id,
+                    generation=generation,
+                    state=state,
+                    error=error,
+                ),
+                what="realisation report",
             )
 
     @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
@@ -114,7 +128,22 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         if not genuine(self):
             return
         with sessions() as session:
-            port_lifecycle.record(ctx_for(session), host=host, results=results)
+            retry.run(  # a deadlock or a port changed meanwhile: the report is applied again
+                ctx_for(session),
+                lambda ctx: port_lifecycle.record(ctx, host=host, results=results),
+                what="port report",
+            )
+
+    @celery.task(name=REPORT_APPLIED, ignore_result=True, bind=True)
+    def report_applied(self: Any, host: str, revision: int, signature: str | None = None) -> None:
+        if not genuine(self):
+            return
+        with sessions() as session:
+            retry.run(
+                ctx_for(session),
+                lambda ctx: intent.record_applied(ctx, host=host, revision=revision),
+                what="revision report",
+            )
 
     @celery.task(name=REPORT_OVERLAY, ignore_result=True, bind=True)
     def report_overlay(
@@ -154,13 +183,40 @@ def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
     while not stop.wait(settings.heartbeat_seconds):
         try:
             with sessions() as session:
-                hosts.sweep(Ctx(db=session, outbox=Outbox(None), settings=settings))
+                hosts.sweep(Ctx(db=session, outbox=Outbox(send), settings=settings))
             with sessions() as session:
                 ctx = Ctx(db=session, outbox=Outbox(send), settings=settings)
                 if overlay.out_of_sync(ctx, lagging, grace):
                     ctx.commit(conflict="overlay resend")
         except Exception:  # the database may be briefly away; try again next round
             log.exception("host sweep failed")
+
+
+def _resync(settings: Settings, send: Any, stop: threading.Event) -> None:
+    """The anti-entropy pass: hosts that lag get their whole desired state again."""
+    sessions = get_sessionmaker(settings.effective_database_url)
+    readers = get_sessionmaker(settings.effective_database_url, read_only=True)
+    while not stop.wait(settings.resync_seconds):
+        try:
+            with readers() as session:
+                ctx = Ctx(db=session, outbox=Outbox(None), settings=settings)
+                up = [h.name for h in realisation.up_hosts(ctx)]
+                late = intent.lagging(ctx, up)
+            for host in late:
+                with sessions() as session:
+                    ctx = Ctx(db=session, outbox=Outbox(send), settings=settings)
+                    desired, applied, _ = intent.status(ctx, host)
+                    realisation.plan_full(ctx, host, comeback=False)
+                    ctx.commit(conflict=f"host {host!r} resync raced another")
+                log.warning(
+                    "host %s lagged (desired revision %d, applied %d, or a report is missing):"
+                    " its whole desired state was sent again",
+                    host,
+                    desired,
+                    applied,
+                )
+        except Exception:  # the database may be briefly away; try again next round
+            log.exception("resync pass failed")
 
 
 def run_control_worker(settings: Settings) -> int:
@@ -176,6 +232,9 @@ def run_control_worker(settings: Settings) -> int:
     stop = threading.Event()
     threading.Thread(
         target=_sweep_hosts, args=(settings, task_sender(celery), stop), name="sweep", daemon=True
+    ).start()
+    threading.Thread(
+        target=_resync, args=(settings, task_sender(celery), stop), name="resync", daemon=True
     ).start()
     celery.worker_main(
         [

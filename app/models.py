@@ -205,3 +205,22 @@ class HostLatency(Base):
     buckets: Mapped[dict[str, Any]]
     total_seconds: Mapped[float] = mapped_column(default=0.0)
     count: Mapped[int] = mapped_column(default=0)
+
+
+class HostIntent(Base):
+    """How far each host has come: ``desired`` is bumped by every transaction that sends the
+    host something, ``applied`` is the last revision the host said it reached. Apart from
+    ``hosts`` so that heartbeats never wait behind a transaction holding this row."""
+
+    __tablename__ = "host_intents"
+
+    host: Mapped[str] = mapped_column(String(63), primary_key=True)
+    desired: Mapped[int] = mapped_column(default=0)
+    applied: Mapped[int] = mapped_column(default=0)
+    #: when the host last fell behind (desired went ahead of applied)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when the host's reported revision last changed
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the last full resend by the periodic pass, and how many in a row without progress
+    resent_at: Mapped[datetime | None]
+    resends: Mapped[int] = mapped_column(default=0)

@@ -59,6 +59,8 @@ class Cluster:
             VIRTNET_STATE_DIR=str(s.state_dir),
             VIRTNET_HEARTBEAT_SECONDS=str(s.heartbeat_seconds),
             VIRTNET_MISSED_HEARTBEATS=str(s.missed_heartbeats),
+            VIRTNET_RESYNC_SECONDS=str(s.resync_seconds),
+            VIRTNET_OPERATION_DEADLINE_SECONDS=str(s.operation_deadline_seconds),
             VIRTNET_REPORT_SECRET=self.report_secret,
         )
         return env

@@ -23,6 +23,7 @@ from app.db import get_engine
 ADMIN_PG = os.environ.get("VIRTNET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIRTNET_TEST_REDIS", "redis://127.0.0.1:6379")
 TABLES = (
+    "host_intents",
     "host_latency",
     "events",
     "operations",

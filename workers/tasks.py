@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from app.celery_app import (
+    APPLY_BUNDLE,
     APPLY_PORTS,
     CONTROL_QUEUE,
     HEARTBEAT,
@@ -20,6 +21,7 @@ from app.celery_app import (
     REALISE_NETWORK,
     RECONCILE_HOST,
     REMOVE_NETWORK,
+    REPORT_APPLIED,
     REPORT_LEASES,
     REPORT_OVERLAY,
     REPORT_PORTS,
@@ -68,6 +70,16 @@ class HostAgent:
         self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
+        #: the last desired revision this worker brought the host to (app.services.intent);
+        #: a new worker starts from 0 and is brought up to date by its registration
+        self.applied = 0
+        self._steps: dict[str, Callable[[dict[str, Any]], None]] = {
+            APPLY_PORTS: lambda kw: self.apply_ports(kw["ports"]),
+            REALISE_NETWORK: lambda kw: self.realise(kw["network"]),
+            REMOVE_NETWORK: lambda kw: self.remove(kw["network"]),
+            RECONCILE_HOST: lambda kw: self.reconcile(kw["networks"], kw.get("ports") or []),
+            SYNC_OVERLAY: lambda kw: self.sync_overlay(kw["overlay"]),
+        }
 
     @property
     def net(self) -> HostNetwork:
@@ -104,6 +116,32 @@ class HostAgent:
             "registering": registering,
         }
         self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat), HEARTBEAT_QUEUE)
+
+    def apply(self, *, base: int, revision: int, full: bool, steps: list[list[Any]]) -> None:
+        """Run one bundle (what one transaction decided for this host), then say which
+        revision the host is at. Its reports go first, on the same connection: when the
+        control worker reads the revision, it has read them."""
+        if revision <= self.applied and not full:
+            # already in: running an older state again could undo a newer one
+            log.info("revision %d skipped: revision %d is applied", revision, self.applied)
+        else:
+            ok = True
+            for name, kwargs in steps:
+                try:
+                    self._steps[name](kwargs)
+                except Exception:  # the others still run; the resync retries the whole
+                    log.exception("step %s of revision %d failed", name, revision)
+                    ok = False
+            if full:
+                # a full bundle is the whole state as of ``base`` plus its own revision: it
+                # is at ``revision`` only if no other transaction took one in between
+                reached = revision if base == revision - 1 else base
+                self.applied = reached if ok else min(self.applied, base)
+            elif base == self.applied and ok:
+                self.applied = revision
+            elif base != self.applied:
+                log.info("revision %d is not on top of %d: waiting for a resync", revision, base)
+        self.send(REPORT_APPLIED, host=self.host, revision=self.applied)
 
     def realise(self, network: dict[str, Any]) -> None:
         state, error = "active", None
@@ -224,14 +262,16 @@ class HostAgent:
     def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
         """Make the host match the full desired state: add what is missing, drop what is ours
         and no longer wanted; devices virtnet did not create are never touched."""
-        wanted_taps = {p["tap"] for p in ports if p["present"]}
+        # a device is wanted by name AND owner: a tap left by a deleted port whose name a new
+        # port reuses goes first (the new one is plugged below, once the name is free)
+        wanted_taps = {(p["tap"], p["port_id"]) for p in ports if p["present"]}
         wanted_bridges = {n["bridge"] for n in networks if n["mode"] != "bridge"}
         with self._lock:
             owned = self.net.owned_devices()
             leftovers = [
                 PortRef(d.name, d.owner, kind=d.kind)
                 for d in owned
-                if d.kind in ("tap", "veth") and d.name not in wanted_taps
+                if d.kind in ("tap", "veth") and (d.name, d.owner) not in wanted_taps
             ]
             # a tap a hypervisor still holds stays until it lets go (a later pass removes it)
             held = self.net.held_taps([r.tap for r in leftovers if r.kind == "tap"])
@@ -339,6 +379,11 @@ def _result(port: dict[str, Any], outcome: object, done: str, seconds: float) ->
 
 
 def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
+    @celery.task(name=APPLY_BUNDLE, ignore_result=True)
+    def apply(base: int, revision: int, full: bool, steps: list[list[Any]]) -> None:
+        agent.apply(base=base, revision=revision, full=full, steps=steps)
+
+    # one step each, as sent before bundles: a queue from an older control plane still drains
     @celery.task(name=REALISE_NETWORK, ignore_result=True)
     def realise_network(network: dict[str, Any]) -> None:
         agent.realise(network)

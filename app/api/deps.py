@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.api.transactions import watch
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Token
@@ -28,6 +29,7 @@ def get_ctx(request: Request, settings: SettingsDep) -> Iterator[Ctx]:
     # GET and HEAD only read: on SQLite they must not queue behind (or block) writers
     read_only = request.method in {"GET", "HEAD"}
     session: Session = get_sessionmaker(settings.effective_database_url, read_only=read_only)()
+    watch(request, session)
     try:
         yield Ctx(db=session, outbox=Outbox(request.app.state.task_sender), settings=settings)
     finally:

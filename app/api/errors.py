@@ -13,9 +13,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.conf.errors import InvalidDocument, Problem
+from app.services import retry
 from app.services.errors import (
     Conflict,
     Forbidden,
@@ -47,6 +50,16 @@ DOCUMENT_STATUS: dict[str, tuple[int, str]] = {
     "too_large": (413, "Invalid request"),
     "invalid": (422, "Invalid request"),
 }
+
+
+#: seconds a client is told to wait (Retry-After) when the database or broker is down
+RETRY_AFTER = 5
+#: each table's unique columns as the fields a client sent; a column not listed is its own name
+FIELDS: dict[str, dict[str, str]] = {
+    "networks": {"bridge": "bridge.name", "vni": "overlay.vni"},
+    "ports": {"network_id": "network", "host": "host"},
+}
+WHAT = {"networks": "network", "ports": "port", "domains": "domain", "tokens": "token"}
 
 
 def service_status(exc: ServiceError) -> tuple[int, str]:
@@ -108,6 +121,86 @@ def pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
             message = "unknown field; check its spelling against the API reference"
         out.append({"field": field_path(loc), "message": message})
     return out
+
+
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """What a broker that does not answer raises while a message is sent."""
+    import kombu.exceptions
+    import redis
+
+    return (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError)
+
+
+def unavailable(detail: str) -> JSONResponse:
+    return problem(503, "Service unavailable", detail, headers={"Retry-After": str(RETRY_AFTER)})
+
+
+def conflict_problem(exc: IntegrityError) -> JSONResponse:
+    """A clash the database caught (the request raced another): 409 naming the field."""
+    found = retry.duplicate(exc)
+    notes = getattr(exc, "__notes__", [])
+    if found is None:
+        clash = "the request clashed with a change made at the same time; nothing was changed"
+        detail = notes[0] if notes else clash
+        return problem(409, "Conflict", detail)
+    table = found.table or ""
+    fields = [FIELDS.get(table, {}).get(c, c) for c in found.columns]
+    shown = ", ".join(fields) or "a unique field"
+    value = f" {', '.join(found.values)!s}" if found.values else ""
+    detail = f"another {WHAT.get(table, 'object')} already has {shown}{value}; nothing was changed"
+    errors = [
+        {"field": f, "message": "already taken (by a request made at the same time)"}
+        for f in fields
+    ]
+    return problem(409, "Conflict", detail, errors=errors)
+
+
+def storage_problem(exc: BaseException) -> JSONResponse | None:
+    """The answer to a database or broker failure of a request that committed nothing, or
+    None for an error that is a bug (a 500)."""
+    if isinstance(exc, IntegrityError):
+        return conflict_problem(exc)
+    if isinstance(exc, StaleDataError):
+        return problem(
+            409,
+            "Conflict",
+            "another request changed or removed the same objects at the same time; nothing "
+            "was changed; GET them again and retry",
+        )
+    if retry.is_outage(exc):
+        log.warning("database unreachable: %s", exc)
+        return unavailable("the database does not answer; nothing was changed; retry later")
+    if retry.is_race(exc):  # still losing after every attempt
+        return unavailable("too many concurrent changes to the same objects; retry")
+    if isinstance(exc, broker_errors()):
+        log.warning("broker unreachable: %s", exc)
+        return unavailable("the message broker does not answer; nothing was changed; retry")
+    return None
+
+
+def in_doubt_response() -> JSONResponse:
+    """The database went away while a commit was on its way: whether it happened, nobody
+    here can tell, so the client must look before it repeats a change."""
+    return unavailable(
+        "the database stopped answering while the change was being committed: it may or may "
+        "not have been made; once the database is back, GET the object before you retry"
+    )
+
+
+def committed_response(exc: BaseException) -> JSONResponse:
+    """A request that failed after its commit: its change takes effect, so no 5xx."""
+    if isinstance(exc, broker_errors()):
+        why = "the hosts are told when the broker answers again"
+    else:
+        why = f"its result could not be read back ({type(exc).__name__})"
+    return JSONResponse(
+        {
+            "status": "committed",
+            "detail": f"the change was committed and takes effect; {why}; GET the object for "
+            "its state",
+        },
+        status_code=202,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -7,18 +7,22 @@ that reads its body itself (JSON or XML) takes it as ``RawBody``: the one async 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.port_views import operation_view
 from app.models import Operation
-from app.services import operations
+from app.services import operations, retry
 from app.services.context import Ctx
 from app.services.errors import Conflict, PreconditionFailed
 
+log = logging.getLogger("virtnet.api")
 Wait = Annotated[
     float | None,
     Query(ge=0, le=300, description="block up to this many seconds until the operation is done"),
@@ -54,7 +58,18 @@ def revision_precondition(if_match: str | None, read_only: dict[str, Any]) -> in
 
 
 def settle(ctx: Ctx, op: Operation, wait: float | None) -> Operation:
-    return operations.wait(ctx, op.id, wait) if wait else op
+    """The operation once done, or as it is when ``wait`` runs out. The change it carries
+    is committed: if the database stops answering meanwhile, the answer is the operation as
+    it was (a 202), never a 5xx that would hide the commit."""
+    if not wait:
+        return op
+    try:
+        return operations.wait(ctx, op.id, wait)
+    except (DBAPIError, PoolTimeout) as exc:
+        if not retry.is_outage(exc):
+            raise
+        log.warning("waiting for operation %s: the database does not answer (%s)", op.id, exc)
+        return op
 
 
 def action_response(ctx: Ctx, op: Operation, wait: float | None) -> JSONResponse:

@@ -11,6 +11,7 @@ from app.api import docs, errors, metrics
 from app.api.body import BodyLimit
 from app.api.openapi import document_answers
 from app.api.routes import domains, events, health, networks, ports, system
+from app.api.transactions import Transactions
 from app.celery_app import make_celery, task_sender
 from app.conf.domain.model import DomainDefinition, InterfaceDef
 from app.conf.network.model import NetworkDefinition
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     app.state.task_sender = task_sender(app.state.celery)
+    app.add_middleware(Transactions)  # innermost: metrics count a request once, not per attempt
     metrics.install(app, settings)
     app.add_middleware(BodyLimit)
     errors.install(app)

@@ -47,6 +47,7 @@ ERRORS = {
     412: "If-Match names an older revision",
     413: "The body is larger than 1 MiB",
     422: "Invalid request: see errors[] for each field",
+    503: "The database (or broker) does not answer: nothing was changed; retry after Retry-After",
 }
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -83,8 +84,8 @@ def _document(method: str, path: str, op: dict[str, Any]) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     params = {p["name"]: p["in"] for p in op.get("parameters", [])}
     codes = {422}
-    if path != "/v1/health":
-        codes |= {401, 403}
+    if path != "/v1/health":  # health answers 503 with its own body
+        codes |= {401, 403, 503}
     if "path" in params.values():
         codes.add(404)
     if "requestBody" in op:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import utcnow
+from app.services import intent
 from app.services.outbox import Outbox
 
 
@@ -25,14 +26,23 @@ class Ctx:
         return timedelta(seconds=s.heartbeat_seconds * s.missed_heartbeats)
 
     def commit(self, *, conflict: str) -> None:
-        """Commit, turn a lost race on a unique column into a 409, then send queued tasks."""
-        from app.services.errors import Conflict
+        """Commit, then send queued tasks. A lost race on a unique column propagates, so the
+        caller can run the transaction again (app.services.retry); ``conflict`` says what
+        clashed if it never stops losing.
 
+        Every host sent something gets its desired revision bumped in this transaction, so
+        what it decided reaches the host even if the message after the commit is lost."""
         try:
+            intent.stamp(self.db, self.outbox)
             self.db.commit()
-        except IntegrityError:
+        except IntegrityError as exc:
             self.db.rollback()
-            raise Conflict(conflict) from None
+            self.outbox.discard()
+            exc.add_note(conflict)
+            raise
+        except BaseException:
+            self.outbox.discard()
+            raise
         self.outbox.flush()
 
     def host_is_up(self, last_seen: datetime) -> bool:

@@ -12,15 +12,19 @@ from app.conf.common import compact, random_mac
 from app.conf.domain.model import REALISED_TYPES, DomainDefinition, InterfaceDef
 from app.conf.port.model import Owner, PortRequest
 from app.models import Domain, Operation, Port
-from app.services import events, operations, overlay, port_lifecycle, ports
+from app.services import events, locks, operations, overlay, port_lifecycle, ports
 from app.services.context import Ctx
 from app.services.domain_state import set_state
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
 from app.services.port_queries import domain_ports
 
 
-def get(ctx: Ctx, name: str) -> Domain:
-    domain = ctx.db.scalar(select(Domain).where(Domain.name == name))
+def get(ctx: Ctx, name: str, *, lock: bool = False) -> Domain:
+    """The domain; ``lock``: for a write, which holds it (and so its ports) until it ends."""
+    if lock:
+        domain = locks.domain(ctx, name)
+    else:
+        domain = ctx.db.scalar(select(Domain).where(Domain.name == name))
     if domain is None:
         raise NotFound(f"domain {name!r} does not exist")
     return domain
@@ -59,7 +63,7 @@ def define(ctx: Ctx, *, definition: DomainDefinition) -> Domain:
 
 
 def update(ctx: Ctx, *, name: str, definition: DomainDefinition, if_match: int | None) -> Domain:
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     require_revision(f"domain {name!r}", domain.revision, if_match)
     if definition.name != name:
         raise Invalid(f"the body names domain {definition.name!r} but the URL {name!r}")
@@ -150,13 +154,13 @@ def _allocate(
 def _act(ctx: Ctx, domain: Domain, kind: str, port_list: list[Port], present: bool) -> Operation:
     op = operations.begin(ctx, kind=kind, target=f"domain/{domain.name}", pending=len(port_list))
     for port in port_list:
-        port.operation_id = op.id
+        operations.take_over(ctx, port, op)
     ports.send(ctx, port_list, present=present)
     return op
 
 
 def start(ctx: Ctx, *, name: str) -> Operation:
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     if domain.state != "shut_off":
         raise Conflict(f"domain {name!r} is {domain.state}, not shut_off")
     definition = DomainDefinition.model_validate(domain.definition)
@@ -176,10 +180,10 @@ def start(ctx: Ctx, *, name: str) -> Operation:
 def stop(ctx: Ctx, *, name: str, force: bool = False) -> Operation:
     """Unplug every interface. Without ``force`` the host leaves them all if a hypervisor
     holds one of the taps open, and the operation ends "refused" naming it."""
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     if domain.state not in ("running", "paused"):
         raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one stops")
-    live = domain_ports(ctx, domain)
+    live = locks.port_list(ctx, domain_ports(ctx, domain))
     # the kind remembers a paused domain, which a refused stop leaves paused
     kind = "domain.stop.paused" if domain.state == "paused" else "domain.stop"
     op = ports.unplug(ctx, live, kind=kind, target=f"domain/{name}", keep_busy=not force)
@@ -189,11 +193,12 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Operation:
 
 
 def _set_fdb(ctx: Ctx, name: str, *, paused: bool) -> Operation:
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     want = "running" if paused else "paused"
     if domain.state != want:
         raise Conflict(f"domain {name!r} is {domain.state}, not {want}")
-    managed = [p for p in domain_ports(ctx, domain) if p.mac_table_manager == "libvirt"]
+    live = locks.port_list(ctx, domain_ports(ctx, domain))
+    managed = [p for p in live if p.mac_table_manager == "libvirt"]
     for port in managed:
         port.fdb = not paused
         port.generation += 1
@@ -215,7 +220,7 @@ def resume(ctx: Ctx, *, name: str) -> Operation:
 
 
 def attach(ctx: Ctx, *, name: str, interface: InterfaceDef) -> Operation:
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     if domain.state not in ("shut_off", "running", "paused"):
         raise Conflict(f"domain {name!r} is {domain.state}; wait until it settles")
     interface = interface.model_copy(update={"mac": interface.mac or random_mac()})
@@ -249,37 +254,31 @@ def attach(ctx: Ctx, *, name: str, interface: InterfaceDef) -> Operation:
 def detach(ctx: Ctx, *, name: str, mac: str, force: bool = False) -> Operation:
     """Hot-unplug; an interface whose port is plugged leaves the definition once its host
     removed it (a tap a hypervisor holds open stays, without ``force``)."""
-    domain = get(ctx, name)
+    domain = get(ctx, name, lock=True)
     mac = mac.lower()
     interfaces = domain.definition.get("interfaces", [])
     if mac not in [i.get("mac") for i in interfaces]:
         raise NotFound(f"domain {name!r} has no interface with MAC {mac}")
-    live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
+    live = [p for p in locks.port_list(ctx, domain_ports(ctx, domain)) if p.mac == mac]
     if not live:
         domain.definition = {
             **domain.definition,
             "interfaces": [i for i in interfaces if i.get("mac") != mac],
         }
     domain.revision += 1
-    op = ports.unplug(
-        ctx, live, kind="domain.detach", target=f"domain/{name}", keep_busy=not force
-    )
+    op = ports.unplug(ctx, live, kind="domain.detach", target=f"domain/{name}", keep_busy=not force)
     ctx.commit(conflict=port_lifecycle.race("the interface"))
     return op
 
 
 def undefine(ctx: Ctx, *, name: str, force: bool) -> Operation | None:
-    domain = get(ctx, name)
-    live = domain_ports(ctx, domain)
+    domain = get(ctx, name, lock=True)
+    live = locks.port_list(ctx, domain_ports(ctx, domain))
     if domain.state != "shut_off" and not force:
         raise Conflict(
             f"domain {name!r} is {domain.state}; stop it first or delete with ?force=true"
         )
-    op = (
-        ports.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}")
-        if live
-        else None
-    )
+    op = ports.unplug(ctx, live, kind="domain.undefine", target=f"domain/{name}") if live else None
     events.publish(ctx, "domain.undefined", f"domain/{name}", uuid=domain.uuid)
     ctx.db.delete(domain)
     ctx.commit(conflict=port_lifecycle.race("the domain"))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
 from app.models import Host, utcnow
-from app.services import events, realisation
+from app.services import events, operations, realisation, retry
 from app.services.context import Ctx
 from app.services.errors import NotFound
+
+log = logging.getLogger("virtnet.hosts")
 
 
 def get(ctx: Ctx, name: str) -> Host:
@@ -59,7 +63,7 @@ def heartbeat(
 
 
 def sweep(ctx: Ctx) -> list[str]:
-    """Announce hosts that fell silent; each silence is announced once."""
+    """Announce hosts that fell silent (each silence once); end operations past the deadline."""
     gone = []
     for host in ctx.db.scalars(select(Host).where(Host.down_reported.is_(False))).all():
         if not ctx.host_is_up(host.last_seen):
@@ -70,4 +74,15 @@ def sweep(ctx: Ctx) -> list[str]:
             gone.append(host.name)
     events.prune(ctx)
     ctx.db.commit()
+    for op_id in operations.overdue(ctx):
+        try:
+            retry.run(ctx, partial(_expire, op_id=op_id), what="operation deadline")
+        except Exception:  # one operation's trouble must not keep the others running
+            ctx.db.rollback()
+            log.exception("ending overdue operation %s failed", op_id)
     return gone
+
+
+def _expire(ctx: Ctx, *, op_id: str) -> None:
+    if operations.expire(ctx, op_id) is not None:
+        ctx.commit(conflict="an operation ended while its deadline passed")

@@ -11,7 +11,7 @@ from app.conf.common import compact
 from app.conf.domain.model import InterfaceDef
 from app.conf.network.model import NetworkDefinition
 from app.models import Domain, Operation
-from app.services import operations, port_lifecycle, port_qos, ports
+from app.services import locks, operations, port_lifecycle, port_qos, ports
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.port_queries import domain_ports
@@ -24,6 +24,7 @@ def update_interface(
 ) -> Operation | None:
     """Replace the interface with MAC ``mac``; returns the operation applying it, if live."""
     mac = mac.lower()
+    domain = locks.domain(ctx, domain.name) or domain
     stored = domain.definition.get("interfaces", [])
     old = next((i for i in stored if i.get("mac") == mac), None)
     if old is None:
@@ -31,7 +32,7 @@ def update_interface(
     if interface.mac not in (None, mac):
         raise Invalid(f"the body's MAC {interface.mac} is not the interface's {mac}")
     new = compact(interface.model_copy(update={"mac": mac}).model_dump(mode="json"))
-    live = [p for p in domain_ports(ctx, domain) if p.mac == mac]
+    live = [p for p in locks.port_list(ctx, domain_ports(ctx, domain)) if p.mac == mac]
     op = None
     if live:
         changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - LIVE_FIELDS
@@ -76,7 +77,7 @@ def update_interface(
         }
         port.generation += 1
         op = operations.begin(ctx, kind="domain.update", target=f"domain/{domain.name}", pending=1)
-        port.operation_id = op.id
+        operations.take_over(ctx, port, op)
         ports.send(ctx, [port], present=True)
     domain.definition = {
         **domain.definition,

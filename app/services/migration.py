@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.celery_app import APPLY_PORTS, host_queue
 from app.models import Network, Operation, Port
-from app.services import events, operations, overlay, ports
+from app.services import events, locks, operations, overlay, ports
 from app.services.context import Ctx
 from app.services.domains import get as get_domain
 from app.services.errors import Conflict, Invalid
@@ -43,13 +43,13 @@ def _spec(port: Port, *, host_tap: str, fdb: bool, present: bool) -> dict[str, A
 
 
 def start(ctx: Ctx, *, name: str, host: str) -> Operation:
-    domain = get_domain(ctx, name)
+    domain = get_domain(ctx, name, lock=True)
     if domain.state not in ("running", "paused"):
         raise Conflict(f"domain {name!r} is {domain.state}; only a running or paused one migrates")
     if host == domain.host:
         raise Invalid(f"domain {name!r} already runs on host {host!r}")
     ports.lock_host(ctx, host)
-    port_list = domain_ports(ctx, domain)
+    port_list = locks.port_list(ctx, domain_ports(ctx, domain))
     busy = [p for p in port_list if p.migration or p.state != "plugged"]
     if busy:
         raise Conflict(
@@ -188,3 +188,23 @@ def after_overlay_report(ctx: Ctx, *, network_id: int) -> None:
         if all(h["in_sync"] for view in views for h in view.values()):
             started = float((op_ports[0].migration or {}).get("switch_started", time.time()))
             _finish(ctx, op, op_ports, started)
+
+
+def expire(ctx: Ctx, op: Operation, seconds: str) -> Operation:
+    """A migration past the operation deadline: still plugging on the target, it is called
+    off (the domain stays where it was); already switched, it ends with the switch done."""
+    locks.domain(ctx, op.target.removeprefix("domain/"))
+    op_ports = locks.port_list(ctx, _op_ports(ctx, op.id))
+    locks.operation(ctx, op.id)
+    if op.state != "running":
+        return op
+    phases = {(p.migration or {}).get("phase") for p in op_ports}
+    targets = sorted({str((p.migration or {}).get("target")) for p in op_ports})
+    note = f"host {', '.join(targets) or '?'} did not answer within {seconds} s"
+    if "switching" in phases:
+        started = float((op_ports[0].migration or {}).get("switch_started", time.time()))
+        _finish(ctx, op, op_ports, started)
+        operations.finish(op, f"the switch is done, but not every host confirmed it: {note}")
+    else:
+        _abort(ctx, op, note)
+    return op

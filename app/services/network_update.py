@@ -70,7 +70,7 @@ def _checked(definition: NetworkDefinition, req: upd.UpdateRequest, entry: upd.E
 
 def update_section(ctx: Ctx, *, name: str, req: upd.UpdateRequest) -> Network:
     """net-update: by default the running network if active, else the stored definition."""
-    network = networks.get(ctx, name)
+    network = networks.get(ctx, name, lock=True)
     active = network.state != "inactive"
     live, config = req.live, req.config
     if live is None and config is None:
@@ -111,7 +111,7 @@ def update_live(
     ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int | None
 ) -> Network:
     """PUT ?live=true: the running definition changes (live-updatable parts only)."""
-    network = networks.get(ctx, name)
+    network = networks.get(ctx, name, lock=True)
     require_revision(f"network {name!r}", network.revision, if_match)
     if network.state == "inactive":
         raise Conflict(f"network {name!r} is not active: PUT without live=true defines it")

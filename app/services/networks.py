@@ -6,7 +6,7 @@ import logging
 import uuid as uuidlib
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.conf.common import compact, random_mac
 from app.conf.network.model import NetworkDefinition
@@ -19,7 +19,7 @@ from app.conf.network.validate import (
     vlans,
 )
 from app.models import Host, Network
-from app.services import events, realisation
+from app.services import events, locks, operations, port_queries, realisation
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound, require_revision
 from app.services.vlan import vlan_refusal
@@ -29,8 +29,14 @@ CREATED_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
 log = logging.getLogger("virtnet.networks")
 
 
-def get(ctx: Ctx, name: str) -> Network:
-    network = ctx.db.scalar(select(Network).where(Network.name == name))
+def get(ctx: Ctx, name: str, *, lock: bool = False) -> Network:
+    """The network named ``name``; ``lock`` for a write: the network's row is locked before
+    anything else it owns (its ports, realisations), so every writer takes locks in the same
+    order and none deadlocks another. FOR NO KEY UPDATE still lets ports reference it."""
+    query = select(Network).where(Network.name == name)
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    network = ctx.db.scalar(query)
     if network is None:
         raise NotFound(f"network {name!r} does not exist")
     return network
@@ -71,6 +77,12 @@ def _other_subnets(ctx: Ctx, exclude_id: int | None) -> list[tuple[str, list[Any
 
 
 def _lowest_free_bridge(ctx: Ctx) -> str:
+    """The lowest virbrN no network has. Allocations take turns (a transaction-scoped
+    advisory lock on PostgreSQL; SQLite serialises writers anyway), so concurrent defines
+    get distinct names; a clash with a bridge named explicitly at the same moment is caught
+    by the unique index, and the request runs again (app.services.retry)."""
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(text("SELECT pg_advisory_xact_lock(hashtext('virtnet.bridge-names'))"))
     used = set(ctx.db.scalars(select(Network.bridge).where(Network.bridge.like("virbr%"))))
     for index in range(MAX_BRIDGE_INDEX):
         if f"virbr{index}" not in used:
@@ -104,11 +116,12 @@ def _complete(
     if d.uuid is None:
         d.uuid = uuidlib.uuid4()
     # like libvirt's define: only networks whose bridge virtnet creates get a name and a MAC
-    if own_bridge and d.bridge.name is None:
+    chosen = own_bridge and d.bridge.name is None
+    if chosen:
         d.bridge.name = _lowest_free_bridge(ctx)
     if own_bridge and d.mac is None:
         d.mac = random_mac()
-    _check_unique(ctx, d, existing)
+    _check_unique(ctx, d, existing, bridge_chosen=chosen)
     return d
 
 
@@ -127,12 +140,17 @@ def _vni(d: NetworkDefinition | dict[str, Any] | None) -> int | None:
     return d.overlay.vni if d is not None and d.overlay is not None else None
 
 
-def _check_unique(ctx: Ctx, d: NetworkDefinition, existing: Network | None) -> None:
+def _check_unique(
+    ctx: Ctx, d: NetworkDefinition, existing: Network | None, *, bridge_chosen: bool = False
+) -> None:
+    """Refuse values other networks have. A bridge name virtnet chose is not the client's
+    fault: it is left to the unique index, and a clash runs the request again."""
     own_id = existing.id if existing else None
+    bridge = None if bridge_chosen else d.bridge.name
     checks = [
         (Network.name, d.name, f"a network named {d.name!r} already exists"),
         (Network.uuid, str(d.uuid), f"a network with uuid {d.uuid} already exists"),
-        (Network.bridge, d.bridge.name, f"bridge {d.bridge.name!r} is used by network {{other}}"),
+        (Network.bridge, bridge, f"bridge {d.bridge.name!r} is used by network {{other}}"),
         (Network.vni, _vni(d), f"VNI {_vni(d)} is used by overlay network {{other}}"),
     ]
     for column, value, message in checks:
@@ -183,7 +201,7 @@ def define(ctx: Ctx, *, definition: NetworkDefinition, start: bool = False) -> N
 
 
 def update(ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int | None) -> Network:
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     require_revision(f"network {name!r}", network.revision, if_match)
     if definition.name != name:
         raise Invalid(
@@ -209,7 +227,7 @@ def update(ctx: Ctx, *, name: str, definition: NetworkDefinition, if_match: int 
 
 
 def set_autostart(ctx: Ctx, *, name: str, enabled: bool) -> Network:
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if not network.persistent:
         raise Conflict(f"network {name!r} is transient; define it to make it autostart")
     network.autostart = enabled
@@ -247,7 +265,7 @@ def _start(ctx: Ctx, network: Network) -> None:
 
 
 def start(ctx: Ctx, *, name: str) -> Network:
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if network.state != "inactive":
         raise Conflict(f"network {name!r} is already active")
     _start(ctx, network)
@@ -257,7 +275,7 @@ def start(ctx: Ctx, *, name: str) -> Network:
 
 def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     """Stop a network; a transient one is gone afterwards (returns None then)."""
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if network.state == "inactive":
         raise Conflict(f"network {name!r} is not active")
     ports = realisation.ports_in_use(ctx, network)
@@ -272,21 +290,27 @@ def stop(ctx: Ctx, *, name: str, force: bool = False) -> Network | None:
     network.live = None
     events.publish(ctx, "network.stopped", f"network/{name}", uuid=network.uuid)
     if not network.persistent:
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     _commit(ctx)
     return network
 
 
+def _delete(ctx: Ctx, network: Network) -> None:
+    """The ports still being unplugged go with the row (a cascade): nothing waits for them."""
+    operations.forget(ctx, locks.port_list(ctx, port_queries.network_ports(ctx, network.id)))
+    ctx.db.delete(network)
+
+
 def undefine(ctx: Ctx, *, name: str) -> Network | None:
     """Remove the persistent definition; an active network lives on as a transient one."""
-    network = get(ctx, name)
+    network = get(ctx, name, lock=True)
     if not network.persistent:
         raise Conflict(f"network {name!r} is transient; stop it to remove it")
     events.publish(ctx, "network.undefined", f"network/{name}", uuid=network.uuid)
     if network.state == "inactive":
-        ctx.db.delete(network)
+        _delete(ctx, network)
         _commit(ctx)
         return None
     network.persistent = False

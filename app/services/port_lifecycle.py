@@ -8,7 +8,15 @@ from sqlalchemy import select
 
 from app.conf.port.model import PortRequest
 from app.models import Domain, Operation, Port
-from app.services import domain_state, events, latency, operations, overlay, ports
+from app.services import (
+    domain_state,
+    events,
+    latency,
+    locks,
+    operations,
+    overlay,
+    ports,
+)
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
@@ -29,7 +37,7 @@ def create(ctx: Ctx, *, network_name: str, request: PortRequest) -> tuple[Port, 
 
 def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     network = ports.network_for_ports(ctx, network_name)
-    port = ports.get(ctx, network, port_id)
+    port = ports.get(ctx, network, port_id, lock=True)
     if port.domain_id is not None:
         raise Conflict(f"port {port_id} belongs to a domain; detach the interface instead")
     op = ports.unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
@@ -37,8 +45,32 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     return op
 
 
+def _lock_reported(ctx: Ctx, ids: set[str]) -> dict[str, Port]:
+    """Lock what a report may change, in the one lock order: the ports' domains, the ports and
+    every other port of the operations waiting for them (an operation that ends releases all
+    of its ports), then those operations. The ports an operation waits for only ever leave it,
+    so the set read before locking covers them; a second round catches a port that moved to a
+    new operation meanwhile."""
+    wanted, by_id = set(ids), dict[str, Port]()
+    for _ in range(3):
+        op_ids = set(ctx.db.scalars(select(Port.operation_id).where(Port.id.in_(wanted)))) - {None}
+        if op_ids:
+            wanted |= set(ctx.db.scalars(select(Port.id).where(Port.operation_id.in_(op_ids))))
+        domain_ids = ctx.db.scalars(
+            select(Port.domain_id).where(Port.id.in_(wanted), Port.domain_id.is_not(None))
+        )
+        locks.domains(ctx, [d for d in domain_ids if d is not None])
+        by_id.update(locks.ports(ctx, wanted - set(by_id)))
+        locked_ops = {p.operation_id for p in by_id.values() if p.id in ids} - {None}
+        if locked_ops <= op_ids:
+            break
+    locks.operations(ctx, {p.operation_id for p in by_id.values() if p.operation_id})
+    return by_id
+
+
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
-    """A host applied ports; advance each port and the operations waiting for them."""
+    """A host applied ports; advance each port and the operations waiting for them. (The
+    control worker runs it again if a concurrent writer made it fail: retry.run.)"""
     stale: list[Port] = []
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
@@ -46,8 +78,9 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     for action, done in (("plug", "plugged"), ("unplug", "absent")):
         samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
         latency.observe(ctx, host=host, action=action, samples=samples)
+    locked = _lock_reported(ctx, {r["port_id"] for r in results})
     for result in results:
-        port = ctx.db.get(Port, result["port_id"])
+        port = locked.get(result["port_id"])
         if port is not None and port.migration and port.migration.get("target") == host:
             from app.services import migration
 
@@ -74,16 +107,19 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             continue
         before = port.state
         _advance(ctx, port, result)
+        if port.state == "released" and port.operation_id is None:
+            ctx.db.delete(port)  # its operation already ended (past its deadline)
         if port.state != before and port.network_id is not None:
             moved.append(port)
         if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
-            op.pending = max(0, op.pending - 1)
+            if op.state != "running" or not operations.counted(port, op):
+                continue  # a redelivered report: counted the first time
             touched[op.id] = op
             if result["state"] == "busy":
                 refused.setdefault(op.id, []).append(result.get("error") or port.tap)
     for op in touched.values():
         if op.pending == 0 and op.state == "running":
-            _finish(ctx, op, refused.get(op.id))
+            finish(ctx, op, refused.get(op.id))
     if stale:
         ports.send(ctx, stale, present=False)
     overlay.nudge_ports(ctx, moved)
@@ -120,11 +156,14 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
         )
 
 
-def _finish(ctx: Ctx, op: Operation, refused: list[str] | None = None) -> None:
+def finish(ctx: Ctx, op: Operation, refused: list[str] | None = None) -> None:
+    """Every port ``op`` waited for has reported (or moved on to a later operation): end it,
+    release its ports, and tell its domain. The caller holds the locks of ``op``'s ports."""
     op_ports = list(ctx.db.scalars(select(Port).where(Port.operation_id == op.id)))
     failed = [p for p in op_ports if p.state == "failed" or (p.error and p.state != "plugged")]
-    error = "; ".join(f"{p.tap} ({p.mac}): {p.error}" for p in failed) or None
-    operations.finish(op, error)
+    notes = [op.error] if op.error else []  # why ports left it before they reported
+    notes += [f"{p.tap} ({p.mac}): {p.error}" for p in failed]
+    operations.finish(op, "; ".join(notes) or None)
     if refused:
         operations.refuse(op, "; ".join(sorted(set(refused))))
     for port in op_ports:

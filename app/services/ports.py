@@ -12,7 +12,7 @@ from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
 from app.models import Host, Network, Operation, Port
-from app.services import operations, overlay, port_qos
+from app.services import locks, operations, overlay, port_qos
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.vlan import vlan_refusal
@@ -90,7 +90,8 @@ def _check_room(
 
 
 def network_for_ports(ctx: Ctx, name: str) -> Network:
-    network = ctx.db.scalar(select(Network).where(Network.name == name))
+    """The active network ports are added to; it cannot stop until this transaction ends."""
+    network = locks.network(ctx, name, share=True)
     if network is None:
         raise NotFound(f"network {name!r} does not exist")
     if network.state == "inactive":
@@ -189,7 +190,7 @@ def host_port(port: Port, *, present: bool = True) -> dict[str, Any]:
         "guest_mac": port.mac,
         "mac_table_manager": port.mac_table_manager,
         "fdb": port.fdb,
-        **port.spec,
+        **{k: v for k, v in port.spec.items() if k != operations.REPORTED},
     }
 
 
@@ -203,25 +204,33 @@ def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
 
 
 def unplug(
-    ctx: Ctx, port_list: list[Port], *, kind: str, target: str, keep_busy: bool = False
+    ctx: Ctx,
+    port_list: list[Port],
+    *,
+    kind: str,
+    target: str,
+    keep_busy: bool = False,
+    reason: str | None = None,
 ) -> Operation:
     """Start unplugging ``port_list``; each row is released when its host confirms.
 
     ``keep_busy``: the host leaves every port alone if one of them is a tap a process holds
-    open, and the operation ends "refused" naming it (a stop or unplug without force)."""
+    open, and the operation ends "refused" naming it (a stop or unplug without force).
+    ``reason``: what the operations these ports were waiting for end with (by default,
+    superseded by this one). The caller holds the ports' locks (``locks.port_list``)."""
     op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
     for port in port_list:
         port.spec = {**port.spec, "keep_busy": keep_busy}
         port.state = "unplugging"
         port.generation += 1
-        port.operation_id = op.id
+        operations.take_over(ctx, port, op, reason=reason)
     send(ctx, port_list, present=False)
     overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
     return op
 
 
-def get(ctx: Ctx, network: Network, port_id: str) -> Port:
-    port = ctx.db.get(Port, port_id)
+def get(ctx: Ctx, network: Network, port_id: str, *, lock: bool = False) -> Port:
+    port = locks.ports(ctx, [port_id]).get(port_id) if lock else ctx.db.get(Port, port_id)
     if port is None or port.network_id != network.id:
         raise NotFound(f"network {network.name!r} has no port {port_id!r}")
     return port

@@ -12,7 +12,7 @@ from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.conf.network.model import NetworkDefinition
 from app.models import Host, Network, Realisation
-from app.services import events, overlay, port_queries, ports
+from app.services import events, intent, locks, overlay, port_queries, ports
 from app.services.context import Ctx
 
 FINAL_STATES = frozenset({"active", "degraded", "failed"})
@@ -101,9 +101,15 @@ def plan_refresh(ctx: Ctx, network: Network) -> None:
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
-    attached = port_queries.network_ports(ctx, network.id)
+    attached = locks.port_list(ctx, port_queries.network_ports(ctx, network.id))
     if attached:  # only with ?force: the taps go before their bridge
-        ports.unplug(ctx, attached, kind="network.stop", target=f"network/{network.name}")
+        ports.unplug(
+            ctx,
+            attached,
+            kind="network.stop",
+            target=f"network/{network.name}",
+            reason=f"cancelled by force stop of network {network.name}",
+        )
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
@@ -124,7 +130,8 @@ def record_report(
     ctx: Ctx, *, host: str, network_id: int, generation: int, state: str, error: str | None
 ) -> None:
     """A host says how realising one network went; reports about an older run are dropped."""
-    network = ctx.db.get(Network, network_id)
+    # the network's row first, as every writer of a network and its rows locks them
+    network = ctx.db.get(Network, network_id, with_for_update={"key_share": True})
     if network is None or network.generation != generation or network.state == "inactive":
         return
     row = ctx.db.scalar(
@@ -166,23 +173,39 @@ def leases(ctx: Ctx, network: Network, mac: str | None = None) -> list[dict[str,
 
 
 def plan_host_up(ctx: Ctx, host: str) -> None:
-    """A host (re)joined: give it every active network and let it drop what is no longer wanted."""
+    """A host (re)joined: give it every active network and let it drop what is no longer
+    wanted; the others learn its underlay address (firewall) and, from its ports, its
+    overlay entries."""
+    plan_full(ctx, host, comeback=True)
+    overlay.nudge_all(ctx)
+
+
+def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
+    """Send ``host`` its whole desired state, as one full bundle (app.services.intent).
+
+    ``comeback``: the host (re)joined, so it gets realisation rows for the networks it
+    misses and what it had before is forgotten; otherwise (the periodic resend) nothing but
+    the host's revision is written."""
+    intent.begin_full(ctx, host, resend=not comeback)
     networks = ctx.db.scalars(select(Network).where(Network.state != "inactive")).all()
     specs = []
     me = ctx.db.get(Host, host)
     for network in networks:
         if me is not None and not overlay.eligible(me, network):
             continue
-        row = ctx.db.scalar(
-            select(Realisation).where(
-                Realisation.network_id == network.id, Realisation.host == host
+        if comeback:
+            row = ctx.db.scalar(
+                select(Realisation).where(
+                    Realisation.network_id == network.id, Realisation.host == host
+                )
             )
-        )
-        if row is not None:
-            row.overlay_digest = None  # what it had before is unknown until it reports again
-        if row is None:
-            ctx.db.add(Realisation(network_id=network.id, host=host, generation=network.generation))
-            network.state = "starting"
+            if row is not None:
+                row.overlay_digest = None  # what it had before is unknown until it reports
+            else:
+                ctx.db.add(
+                    Realisation(network_id=network.id, host=host, generation=network.generation)
+                )
+                network.state = "starting"
         specs.append(network)
     ctx.db.flush()
     specs = [
@@ -190,9 +213,7 @@ def plan_host_up(ctx: Ctx, host: str) -> None:
         for n in specs
     ]
     port_specs = [
-        ports.host_port(p, present=p.state != "unplugging")
+        ports.host_port(p, present=p.state not in ("unplugging", "released"))
         for p in port_queries.host_ports(ctx, host)
     ]
     ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))
-    # the others learn the host's underlay address (firewall) and, from its ports, its entries
-    overlay.nudge_all(ctx)

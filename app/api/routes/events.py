@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +19,7 @@ from app.api.deps import SettingsDep, bearer_secret
 from app.conf.common import DB_INT_MAX
 from app.config import Settings
 from app.db import get_sessionmaker
-from app.services import events, tokens
+from app.services import events, retry, tokens
 from app.services.context import Ctx
 from app.services.errors import Forbidden, Invalid, Unauthorized
 from app.services.outbox import Outbox
@@ -27,6 +29,8 @@ POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
 #: an open stream re-checks its token this often: a revoked token stops receiving within it
 RECHECK_SECONDS = 0.5
+#: while the database does not answer, the stream asks it again this often
+OUTAGE_POLL_SECONDS = 1.0
 
 
 def _reader_session(settings: Settings) -> Session:
@@ -64,12 +68,21 @@ async def _stream(
     sent, quiet_since, checked = 0, time.monotonic(), time.monotonic()
     yield "retry: 1000\n\n"
     while not await request.is_disconnected():
-        if time.monotonic() - checked >= RECHECK_SECONDS:
-            if not await run_in_threadpool(_still_allowed, settings, secret):
-                yield "event: revoked\ndata: {}\n\n"  # the token is gone: so is the stream
-                return
-            checked = time.monotonic()
-        batch = await run_in_threadpool(_poll, reader, settings)
+        try:
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await run_in_threadpool(_still_allowed, settings, secret):
+                    yield "event: revoked\ndata: {}\n\n"  # the token is gone: so is the stream
+                    return
+                checked = time.monotonic()
+            batch = await run_in_threadpool(_poll, reader, settings)
+        except (DBAPIError, PoolTimeout) as exc:
+            if not retry.is_outage(exc):
+                raise
+            # ride the outage out: a client that reconnected would get a 503, on which an
+            # EventSource gives up for good; this one resumes where it was
+            yield ": the database does not answer; waiting for it\n\n"
+            await asyncio.sleep(OUTAGE_POLL_SECONDS)
+            continue
         for event in batch:
             yield f"id: {event['id']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
             sent += 1

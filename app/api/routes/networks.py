@@ -134,9 +134,7 @@ def update_network(
 
 
 @router.post("/{name}/update", response_model=NetworkView)
-def update_network_section(
-    name: str, body: UpdateRequest, ctx: CtxDep, _: Operator
-) -> Response:
+def update_network_section(name: str, body: UpdateRequest, ctx: CtxDep, _: Operator) -> Response:
     """libvirt's net-update: add-first, add-last, modify or delete one DHCP host or DNS
     host/TXT/SRV entry; by default of the running network when active, else of the stored
     definition (``live`` and ``config`` choose)."""

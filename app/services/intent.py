@@ -1,0 +1,148 @@
+"""Durable intent: each host's desired revision is bumped in the transaction that decides
+something for the host; the host reports the revision it reached; hosts that lag get their
+whole desired state again (docs/architecture.md, "Convergence").
+
+A bundle at revision R carries base R-1: the host applies it on top of R-1. A full bundle
+(the whole desired state) carries as base the desired revision its snapshot was read at; it
+brings the host to R only if no other transaction took a revision in between.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Table, case, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models import HostIntent, Port, Realisation, UtcDateTime, utcnow
+from app.services.outbox import Outbox
+
+if TYPE_CHECKING:
+    from app.services.context import Ctx
+
+#: realisation states a host's report ends in (realisation.FINAL_STATES)
+_FINAL = ("active", "degraded", "failed")
+#: at most this many resync periods between two resends to a host that does not move
+_MAX_BACKOFF = 8
+
+
+def _upsert(db: Session, host: str, *, new: dict[str, object], update: dict[str, object]) -> int:
+    """Insert the host's row (``new``) or update it (``update``); return its desired
+    revision. The row stays locked until the transaction ends."""
+    table: Table = HostIntent.__table__  # type: ignore[assignment]
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    row = {"desired": 0, "applied": 0, "changed_at": now, "applied_at": now, "resends": 0}
+    stmt = insert(table).values(host=host, **{**row, **new})
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.host], set_=update)
+    return int(db.execute(stmt.returning(table.c.desired)).scalar_one())
+
+
+def bump(db: Session, host: str) -> int:
+    """Take the host's next desired revision."""
+    c = HostIntent.__table__.c
+    now = literal(utcnow(), UtcDateTime())
+    # the lag starts when the host falls behind, not at each later change
+    since = case((c.desired == c.applied, now), else_=c.changed_at)
+    return _upsert(
+        db, host, new={"desired": 1}, update={"desired": c.desired + 1, "changed_at": since}
+    )
+
+
+def stamp(db: Session, outbox: Outbox) -> None:
+    """Bump the desired revision of every host the transaction sends something to, and
+    bundle its messages at that revision. Called just before the commit."""
+    hosts = outbox.hosts()
+    if not hosts:
+        return
+    db.flush()  # the transaction's own changes first: a conflict there is the caller's 409
+    outbox.seal({host: bump(db, host) for host in hosts})
+
+
+def begin_full(ctx: Ctx, host: str, *, resend: bool = False) -> None:
+    """The transaction sends ``host`` its whole desired state: note the revision the snapshot
+    starts from. Call before reading what goes into it.
+
+    ``resend`` (the periodic pass): lock the host's row first, so no other transaction takes
+    a revision until this one commits, and note the resend."""
+    if resend:
+        c = HostIntent.__table__.c
+        now = utcnow()
+        desired = _upsert(
+            ctx.db,
+            host,
+            new={"resent_at": now, "resends": 1},
+            update={"resent_at": literal(now, UtcDateTime()), "resends": c.resends + 1},
+        )
+    else:
+        row = ctx.db.scalar(select(HostIntent.desired).where(HostIntent.host == host))
+        desired = row or 0
+    ctx.outbox.full[host] = desired
+
+
+def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
+    """A host says which revision it reached. Reports of one worker arrive in the order sent,
+    so the last one is where the host is (a restarted worker starts again from 0)."""
+    row = ctx.db.get(HostIntent, host, with_for_update=True)
+    if row is None:
+        row = HostIntent(host=host, desired=0, applied=0, resends=0)
+        ctx.db.add(row)
+    now = utcnow()
+    if revision > row.desired:
+        # the host is ahead of what this database ever asked (a database restored from a
+        # backup): make it lag, so that it gets the whole state at a revision it will take
+        row.desired, row.changed_at = revision + 1, now
+    if row.applied != revision:
+        row.applied, row.applied_at, row.resends = revision, now, 0
+    ctx.commit(conflict=f"host {host!r} reported twice at the same time")
+
+
+def lagging(ctx: Ctx, hosts: list[str]) -> list[str]:
+    """Of the hosts given (those up), the ones to send their whole desired state again:
+    a nudge was lost (desired ahead of applied for a resync period), or a report was lost
+    (the host applied everything, yet a port or realisation it was sent still waits)."""
+    period = timedelta(seconds=ctx.settings.resync_seconds)
+    now = utcnow()
+    old = now - period
+    intents = {i.host: i for i in ctx.db.scalars(select(HostIntent))}
+    waiting = set(
+        ctx.db.scalars(
+            select(Port.host).where(
+                Port.state.in_(("plugging", "unplugging")),
+                Port.migration.is_(None),
+                Port.updated_at < old,
+            )
+        )
+    )
+    waiting |= set(
+        ctx.db.scalars(
+            select(Realisation.host).where(
+                Realisation.state.not_in(_FINAL), Realisation.updated_at < old
+            )
+        )
+    )
+    out = []
+    for host in hosts:
+        row = intents.get(host)
+        if row is None:
+            if host in waiting:
+                out.append(host)
+            continue
+        if row.resent_at is not None:
+            backoff = period * min(2**row.resends, _MAX_BACKOFF)
+            if now - row.resent_at < backoff:
+                continue
+        if row.desired > row.applied:
+            if now - max(row.changed_at, row.applied_at) >= period:
+                out.append(host)
+        elif host in waiting:
+            out.append(host)
+    return out
+
+
+def status(ctx: Ctx, host: str) -> tuple[int, int, datetime | None]:
+    """(desired, applied, applied_at) of one host, for logs and tests."""
+    row = ctx.db.get(HostIntent, host)
+    return (row.desired, row.applied, row.applied_at) if row else (0, 0, None)
