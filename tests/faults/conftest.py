@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.faults.load import delete_all_ports
+from tests.faults.load import no_ports
 from tests.faults.rig import Rig
 from tests.services import postgres_bin
 
@@ -38,5 +38,5 @@ def rig_world() -> Iterator[Rig]:
 def rig(rig_world: Rig) -> Rig:
     """The module's cluster, whole again and with no ports, before each fault."""
     rig_world.repair()
-    delete_all_ports(rig_world)
+    no_ports(rig_world)
     return rig_world

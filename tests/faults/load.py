@@ -102,7 +102,12 @@ class Load:
 
     def summary(self) -> str:
         codes = Counter(str(o.status) if o.status else "no answer" for o in self.outcomes)
-        return ", ".join(f"{code}: {n}" for code, n in sorted(codes.items()))
+        first: dict[int | None, str] = {}
+        for o in self.outcomes:
+            if o.status is None or o.status >= 300:
+                first.setdefault(o.status, o.detail[:200])
+        examples = "".join(f"\n  {status}: {detail}" for status, detail in first.items())
+        return ", ".join(f"{code}: {n}" for code, n in sorted(codes.items())) + examples
 
 
 def problems(rig: Rig, outcomes: list[Outcome]) -> list[str]:
@@ -166,17 +171,24 @@ def kernel_differences(ns: str, ports: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+def in_doubt(o: Outcome) -> bool:
+    """A 503 that says the commit was on its way when the database went: it may have happened
+    (nobody can tell; the client is told to look), so a row is allowed, if it takes effect."""
+    return o.status == 503 and "may or may not" in o.detail
+
+
 def broken_answers(outcomes: list[Outcome], by_mac: dict[str, dict[str, Any]]) -> list[str]:
-    """A 2xx whose port is not plugged; a 4xx or 5xx whose request committed after all."""
+    """A 2xx with no port (whether plugged is checked for every port); a 4xx or 5xx whose
+    request committed after all, unless it said it might have."""
     found: list[str] = []
     for o in outcomes:
         row = by_mac.get(o.mac)
         if o.status is not None and 200 <= o.status < 300:
             if row is None:
                 found.append(f"{o.mac}: answered {o.status} (port {o.port_id}) but has no row")
-            elif row["id"] != o.port_id:
+            elif o.port_id is not None and row["id"] != o.port_id:
                 found.append(f"{o.mac}: answered {o.status} for {o.port_id}, row is {row['id']}")
-        elif o.status is not None and row is not None:
+        elif o.status is not None and row is not None and not in_doubt(o):
             found.append(
                 f"{o.mac}: answered {o.status} yet committed (port {row['id']} {row['state']}): "
                 f"{o.detail[:160]}"
@@ -199,17 +211,40 @@ def converge(rig: Rig, outcomes: list[Outcome], within: float = CONVERGE_SECONDS
         time.sleep(0.5)
 
 
-def delete_all_ports(rig: Rig, within: float = 30) -> None:
-    """Start the next fault from no ports at all (and no taps on the host)."""
-    ids = [p["id"] for p in rig.sql("SELECT id FROM ports")]
+def no_ports(rig: Rig, within: float = 30) -> None:
+    """Start the next fault from no ports at all: a forced stop of the network takes its 200
+    ports in one operation (200 DELETEs cost about as much as the load); one by one if not."""
+    left = rig.sql("SELECT count(*) AS n FROM ports")[0]["n"]
+    if not left and not kernel_differences(rig.ns, []):
+        _wait_empty(rig, within)  # for operations left running
+    else:
+        _take_ports_away(rig, within)
+    if not rig.network_active():
+        r = rig.http("POST", f"/v1/networks/{NETWORK}/start")
+        assert r.status_code == 200, r.text
+        rig.wait(rig.network_active, within, f"network {NETWORK} active again")
 
-    def delete(port_id: str) -> None:
-        # whatever the answer, what counts is checked below: the database and the kernel
-        with contextlib.suppress(httpx.HTTPError):
-            rig.http("DELETE", f"/v1/networks/{NETWORK}/ports/{port_id}?wait=20")
 
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(delete, ids))
+def _take_ports_away(rig: Rig, within: float) -> None:
+    try:
+        r = rig.http("POST", f"/v1/networks/{NETWORK}/stop?force=true")
+        assert r.status_code in (200, 409), r.text  # 409: stopped already
+        _wait_empty(rig, within)
+    except (AssertionError, httpx.HTTPError) as exc:
+        warnings.warn(f"a forced stop did not take the ports away ({exc}); deleting", stacklevel=1)
+        ids = [p["id"] for p in rig.sql("SELECT id FROM ports")]
+
+        def delete(port_id: str) -> None:
+            # whatever the answer, what counts is checked below: the database and the kernel
+            with contextlib.suppress(httpx.HTTPError):
+                rig.http("DELETE", f"/v1/networks/{NETWORK}/ports/{port_id}?wait=20")
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(delete, ids))
+        _wait_empty(rig, within)
+
+
+def _wait_empty(rig: Rig, within: float) -> None:
     start = time.monotonic()
     while True:
         left = rig.sql("SELECT count(*) AS n FROM ports")[0]["n"]
@@ -228,4 +263,4 @@ def delete_all_ports(rig: Rig, within: float = 30) -> None:
                 "WHERE state = 'running' RETURNING id"
             )
             return
-        time.sleep(0.5)
+        time.sleep(0.2)

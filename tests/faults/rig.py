@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ HEARTBEAT_SECONDS = 0.5
 MISSED_HEARTBEATS = 6
 RESYNC_SECONDS = 1
 OPERATION_DEADLINE_SECONDS = 20
+
+Wanted = Callable[[dict[str, Any]], bool]
 
 
 class FaultCluster(Cluster):
@@ -207,12 +210,15 @@ class Rig:
             out.append((item, {"task": message["headers"]["task"], "body": body}))
         return out
 
-    def drop(self, queue: str, task: str, timeout: float = 10) -> dict[str, Any]:
-        """Delete the newest ``task`` message from ``queue`` once one is there; what it held."""
+    def drop(
+        self, queue: str, wanted: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> Any:
+        """Delete the newest message of ``queue`` that is ``wanted`` once one is there; what
+        it held (``{"task": name, "body": [args, kwargs, embed]}``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for raw, message in self.queued(queue):
-                if message["task"] == task:
+                if wanted(message):
                     client = self.redis.client()
                     try:
                         if client.lrem(queue, 1, raw) == 1:
@@ -220,4 +226,4 @@ class Rig:
                     finally:
                         client.close()
             time.sleep(0.02)
-        raise AssertionError(f"no {task} message reached {queue} within {timeout} s")
+        raise AssertionError(f"no wanted message reached {queue} within {timeout} s")

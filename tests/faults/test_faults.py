@@ -7,11 +7,12 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from app.celery_app import APPLY_PORTS, CONTROL_QUEUE, REPORT_PORTS, host_queue
-from tests.faults.load import Load, converge
+from app.celery_app import APPLY_BUNDLE, APPLY_PORTS, CONTROL_QUEUE, REPORT_PORTS, host_queue
+from tests.faults.load import Load, converge, in_doubt
 from tests.faults.rig import HOST, Rig
 
 pytestmark = [pytest.mark.kernel, pytest.mark.integration]
@@ -25,7 +26,13 @@ def under_load(rig: Rig, tag: int, fault: Callable[[], None]) -> Load:
     load = Load(rig, tag)
     took = load.run(fault, after=AFTER)
     settled = converge(rig, load.outcomes)
-    print(f"load {took:.1f} s ({load.summary()}); converged {settled:.1f} s after it")
+    macs = {row["mac"] for row in rig.sql("SELECT mac FROM ports")}
+    doubts = [o for o in load.outcomes if in_doubt(o)]
+    made = sum(o.mac in macs for o in doubts)
+    print(
+        f"\n{tag}: load {took:.1f} s, converged {settled:.1f} s after it; "
+        f"in doubt: {len(doubts)}, of which committed: {made}; answers: {load.summary()}"
+    )
     return load
 
 
@@ -66,13 +73,22 @@ def test_api_killed_during_wait(rig: Rig) -> None:
     assert any(o.status is None for o in load.outcomes), "the kill cut no request short"
 
 
+def plugs(message: dict[str, Any]) -> bool:
+    """A message that plugs ports: a bundle (a host's revision) with such a step, or the
+    step alone."""
+    if message["task"] == APPLY_PORTS:
+        return True
+    steps = message["task"] == APPLY_BUNDLE and message["body"][1].get("steps") or []
+    return any(name == APPLY_PORTS for name, _ in steps)
+
+
 def test_dropped_nudge(rig: Rig) -> None:
-    dropped: list[dict] = []
+    dropped: list[dict[str, Any]] = []
 
     def fault() -> None:
         rig.c.signal(HOST, signal.SIGSTOP)
         try:
-            dropped.append(rig.drop(host_queue(HOST), APPLY_PORTS))
+            dropped.append(rig.drop(host_queue(HOST), plugs))
         finally:
             rig.c.signal(HOST, signal.SIGCONT)
 
@@ -81,12 +97,12 @@ def test_dropped_nudge(rig: Rig) -> None:
 
 
 def test_dropped_report(rig: Rig) -> None:
-    dropped: list[dict] = []
+    dropped: list[dict[str, Any]] = []
 
     def fault() -> None:
         rig.c.signal("control", signal.SIGSTOP)
         try:
-            dropped.append(rig.drop(CONTROL_QUEUE, REPORT_PORTS))
+            dropped.append(rig.drop(CONTROL_QUEUE, lambda m: m["task"] == REPORT_PORTS))
         finally:
             rig.c.signal("control", signal.SIGCONT)
 
