@@ -18,6 +18,7 @@ from app.celery_app import (
     CONTROL_QUEUE,
     REPORT_APPLIED,
     REPORT_PORTS,
+    REPORT_REALISATION,
     host_queue,
     make_celery,
 )
@@ -163,3 +164,20 @@ def test_a_deleted_port_whose_unplug_was_dropped_loses_its_tap(cluster: Cluster,
         timeout=RESYNC + MARGIN,
         what=f"tap removed and port released\n{cluster.logs()}",
     )
+
+
+def test_a_dropped_realisation_report_is_repaired(cluster: Cluster, host: str) -> None:
+    stop(cluster, "control", CONTROL_QUEUE)
+    bridge = {"name": "vnkn0", "stp": False}
+    cluster.api.post("/v1/networks", json={"name": "kn", "bridge": bridge})
+    assert cluster.api.post("/v1/networks/kn/start").status_code == 200
+    wait_for(lambda: "vnkn0" in readback.links(host), what="bridge made on the host")
+    client = broker(cluster)
+    wait_for(
+        lambda: drop(client, CONTROL_QUEUE, REPORT_REALISATION) or None,
+        what="the realisation report dropped",
+    )
+    cluster.signal("control", signal.SIGCONT)
+    assert cluster.network("kn")["status"]["state"] == "starting"
+    cluster.wait_network("kn", timeout=RESYNC + MARGIN)
+    wait_for(lambda: in_sync(cluster), timeout=5, what="host h1 at its desired revision")
