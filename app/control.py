@@ -208,6 +208,9 @@ def _resync(settings: Settings, send: Any, stop: threading.Event) -> None:
                     desired, applied, _ = intent.status(ctx, host)
                     realisation.plan_full(ctx, host, comeback=False)
                     ctx.commit(conflict=f"host {host!r} resync raced another")
+                    if ctx.outbox.lost:  # not sent: no reason to wait longer next time
+                        intent.not_resent(ctx, host)
+                        continue
                 log.warning(
                     "host %s lagged (desired revision %d, applied %d, or a report is missing):"
                     " its whole desired state was sent again",

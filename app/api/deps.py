@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.api.transactions import watch
+from app.api.transactions import close, watch
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Token
@@ -33,7 +33,7 @@ def get_ctx(request: Request, settings: SettingsDep) -> Iterator[Ctx]:
     try:
         yield Ctx(db=session, outbox=Outbox(request.app.state.task_sender), settings=settings)
     finally:
-        session.close()
+        close(session)
 
 
 CtxDep = Annotated[Ctx, Depends(get_ctx)]

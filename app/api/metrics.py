@@ -25,7 +25,7 @@ from app.celery_app import (
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.models import Host, Network, Operation, Port
-from app.services import latency
+from app.services import intent, latency
 from app.services.context import Ctx
 from app.services.errors import Unauthorized
 from app.services.outbox import Outbox
@@ -80,6 +80,16 @@ class StateCollector:
         gauge.add_metric(["up"], up)
         gauge.add_metric(["down"], len(hosts) - up)
         yield gauge
+        lag = GaugeMetricFamily(
+            "virtnet_host_revision_lag",
+            "Desired revisions a host has not reported applied yet (0: caught up)",
+            labels=["host"],
+        )
+        revisions = intent.revisions(ctx)
+        for host in hosts:
+            desired, applied = revisions.get(host.name, (0, 0))
+            lag.add_metric([host.name], max(0, desired - applied))
+        yield lag
 
     def _latency(self, ctx: Ctx) -> Iterator[Any]:
         family = HistogramMetricFamily(

@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +34,17 @@ def watch(request: Request, session: Session) -> None:
     sessions = getattr(request.state, SESSIONS, None)
     if sessions is not None and not session.info.get(READ_ONLY):
         sessions.append(session)
+
+
+def close(session: Session) -> None:
+    """End the request's session. It runs after the answer was sent: a connection the
+    database dropped meanwhile (its rollback fails) must not break the client's connection."""
+    try:
+        session.close()
+    except (DBAPIError, PoolTimeout) as exc:
+        if not retry.is_outage(exc):
+            raise
+        log.warning("closing a session whose database went away: %s", exc)
 
 
 class Transactions:

@@ -98,9 +98,14 @@ class HostView(BaseModel):
     underlay_mtu: int | None = None
     registered_at: datetime
     last_seen: datetime
+    #: the host's desired revision (bumped by each change sent to it) and the one it last
+    #: reported applied; equal once it has caught up
+    desired_revision: int = 0
+    applied_revision: int = 0
 
 
-def host_view(host: Host, up: bool) -> dict[str, Any]:
+def host_view(host: Host, up: bool, revisions: tuple[int, int] | None = None) -> dict[str, Any]:
+    desired, applied = revisions or (0, 0)
     return {
         "name": host.name,
         "state": "up" if up else "down",
@@ -113,6 +118,8 @@ def host_view(host: Host, up: bool) -> dict[str, Any]:
         "underlay_mtu": host.underlay_mtu,
         "registered_at": host.registered_at,
         "last_seen": host.last_seen,
+        "desired_revision": desired,
+        "applied_revision": applied,
     }
 
 

@@ -168,7 +168,9 @@ def run_action(
         return api.call(method, path, **request)
     deadline = Deadline(waiting.timeout)
     with Progress(label):
-        answer = api.call(method, path, wait=deadline.next_slice() or 0.0, **request)
+        answer = api.call(
+            method, path, wait=deadline.next_slice() or 0.0, deadline=deadline, **request
+        )
         operation = operation_of(answer) if answer is not None else None
         if operation is not None:
             try:

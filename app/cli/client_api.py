@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:8080"
 CONNECT_SECONDS = 5.0
 READ_SECONDS = 30.0
+#: past a --timeout, how long an answer already on its way may still take to arrive
+ANSWER_GRACE_SECONDS = 3.0
 #: the longest ``?wait=`` one request asks for; the API accepts up to 300
 LONG_POLL_SECONDS = 10.0
 #: how often a state without a long-poll endpoint (a starting network) is read again
@@ -158,8 +160,13 @@ class Api:
         document: Document | None = None,
         accept: str = "application/json",
         wait: float = 0.0,
+        deadline: Deadline | None = None,
     ) -> httpx.Response:
-        """Send one request; an error status raises ApiError, no answer raises Unreachable."""
+        """Send one request; an error status raises ApiError, no answer raises Unreachable.
+
+        With a ``deadline`` that has a timeout, the answer is awaited no longer than what is
+        left of it (and a moment for the answer to travel): no answer by then is StillRunning.
+        """
         import httpx
 
         headers = {"Accept": accept}
@@ -177,11 +184,17 @@ class Api:
                 params=_query(params),
                 content=content,
                 headers=headers,
-                timeout=self._timeout(READ_SECONDS + wait),
+                timeout=self._timeout(_read_seconds(wait, deadline)),
             )
         except httpx.InvalidURL as exc:
             raise BadInput(f"cannot use the URL {self.url}{path}: {exc}") from None
         except httpx.TimeoutException:
+            if deadline is not None and deadline.timeout is not None:
+                raise StillRunning(
+                    f"gave up waiting after {deadline.timeout:g} s: the virtnet API at "
+                    f"{self.url} did not answer {method} {path} in time; what was asked may "
+                    "still happen in the server"
+                ) from None
             raise Unreachable(
                 f"the virtnet API at {self.url} did not answer {method} {path} "
                 f"within {READ_SECONDS + wait:g} s"
@@ -323,12 +336,27 @@ def parse_events(lines: Iterator[str]) -> Iterator[ServerEvent]:
         # a comment (empty name, a keep-alive) or an unknown field is ignored
 
 
+def _read_seconds(wait: float, deadline: Deadline | None) -> float:
+    """How long to wait for an answer: a long poll's ``wait`` and then READ_SECONDS, never
+    past the caller's deadline (plus ANSWER_GRACE_SECONDS for the answer to arrive)."""
+    read = READ_SECONDS + wait
+    if deadline is not None and (left := deadline.left()) is not None:
+        read = min(read, max(left, wait) + ANSWER_GRACE_SECONDS)
+    return read
+
+
 class Deadline:
     """How long a verb still waits; ``None`` waits for as long as it takes."""
 
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
         self.started = time.monotonic()
+
+    def left(self) -> float | None:
+        """Seconds still to wait (at least 0), or None with no timeout."""
+        if self.timeout is None:
+            return None
+        return max(0.0, self.timeout - (time.monotonic() - self.started))
 
     def next_slice(self) -> float | None:
         """Seconds for the next long poll, or None when the time is up."""
@@ -362,7 +390,8 @@ def wait_operation(api: Api, operation: Mapping[str, Any], deadline: Deadline) -
     """Long-poll GET /v1/operations/{id} until it finished; a failed one raises."""
 
     def refresh(op: dict[str, Any], seconds: float) -> dict[str, Any]:
-        result: dict[str, Any] = api.call("GET", api_path("operations", op["id"]), wait=seconds)
+        path = api_path("operations", op["id"])
+        result: dict[str, Any] = api.call("GET", path, wait=seconds, deadline=deadline)
         return result
 
     def describe(op: Mapping[str, Any]) -> str:

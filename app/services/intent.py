@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, case, literal, select
+from sqlalchemy import Table, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 #: realisation states a host's report ends in (realisation.FINAL_STATES)
 _FINAL = ("active", "degraded", "failed")
 #: at most this many resync periods between two resends to a host that does not move
-_MAX_BACKOFF = 8
+_MAX_BACKOFF = 4
+#: a report still missing after this many resync periods is lost, even if the host is busy
+BUSY_PERIODS = 3
 
 
 def _upsert(db: Session, host: str, *, new: dict[str, object], update: dict[str, object]) -> int:
@@ -82,6 +84,15 @@ def begin_full(ctx: Ctx, host: str, *, resend: bool = False) -> None:
     ctx.outbox.full[host] = desired
 
 
+def not_resent(ctx: Ctx, host: str) -> None:
+    """The resend never left (the broker did not answer): the next pass tries again without
+    backing off further."""
+    row = ctx.db.get(HostIntent, host, with_for_update=True, populate_existing=True)
+    if row is not None:
+        row.resent_at, row.resends = None, max(0, row.resends - 1)
+    ctx.db.commit()
+
+
 def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
     """A host says which revision it reached. Reports of one worker arrive in the order sent,
     so the last one is where the host is (a restarted worker starts again from 0)."""
@@ -102,44 +113,60 @@ def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
 def lagging(ctx: Ctx, hosts: list[str]) -> list[str]:
     """Of the hosts given (those up), the ones to send their whole desired state again:
     a nudge was lost (desired ahead of applied for a resync period), or a report was lost
-    (the host applied everything, yet a port or realisation it was sent still waits)."""
+    (the host applied everything, yet a port or realisation it was sent still waits; or one
+    has waited for BUSY_PERIODS periods while the host kept busy with later changes)."""
     period = timedelta(seconds=ctx.settings.resync_seconds)
     now = utcnow()
-    old = now - period
     intents = {i.host: i for i in ctx.db.scalars(select(HostIntent))}
-    waiting = set(
-        ctx.db.scalars(
-            select(Port.host).where(
-                Port.state.in_(("plugging", "unplugging")),
-                Port.migration.is_(None),
-                Port.updated_at < old,
-            )
-        )
-    )
-    waiting |= set(
-        ctx.db.scalars(
-            select(Realisation.host).where(
-                Realisation.state.not_in(_FINAL), Realisation.updated_at < old
-            )
-        )
-    )
+    waiting = _waiting_since(ctx, now - period)
     out = []
     for host in hosts:
         row = intents.get(host)
-        if row is None:
-            if host in waiting:
-                out.append(host)
-            continue
-        if row.resent_at is not None:
+        since = waiting.get(host)
+        if row is not None and row.resent_at is not None:
             backoff = period * min(2**row.resends, _MAX_BACKOFF)
             if now - row.resent_at < backoff:
                 continue
-        if row.desired > row.applied:
-            if now - max(row.changed_at, row.applied_at) >= period:
-                out.append(host)
-        elif host in waiting:
+        if row is not None and row.desired > row.applied:
+            late = now - max(row.changed_at, row.applied_at) >= period
+            late = late or (since is not None and now - since >= period * BUSY_PERIODS)
+        else:
+            late = since is not None
+        if late:
             out.append(host)
     return out
+
+
+def _waiting_since(ctx: Ctx, before: datetime) -> dict[str, datetime]:
+    """host -> since when its oldest port or realisation has been waiting for a report (of
+    those waiting since ``before`` or longer)."""
+    ports = (
+        select(Port.host, func.min(Port.updated_at))
+        .where(
+            Port.state.in_(("plugging", "unplugging")),
+            Port.migration.is_(None),
+            Port.updated_at < before,
+        )
+        .group_by(Port.host)
+    )
+    realisations = (
+        select(Realisation.host, func.min(Realisation.updated_at))
+        .where(Realisation.state.not_in(_FINAL), Realisation.updated_at < before)
+        .group_by(Realisation.host)
+    )
+    out: dict[str, datetime] = {}
+    for query in (ports, realisations):
+        for host, since in ctx.db.execute(query):
+            out[host] = min(since, out.get(host, since))
+    return out
+
+
+def revisions(ctx: Ctx, host: str | None = None) -> dict[str, tuple[int, int]]:
+    """host -> (desired, applied), of one host or all."""
+    query = select(HostIntent.host, HostIntent.desired, HostIntent.applied)
+    if host is not None:
+        query = query.where(HostIntent.host == host)
+    return {h: (d, a) for h, d, a in ctx.db.execute(query)}
 
 
 def status(ctx: Ctx, host: str) -> tuple[int, int, datetime | None]:

@@ -32,6 +32,8 @@ class Outbox:
     #: hosts sent their whole desired state in this transaction: host -> the desired
     #: revision the snapshot was read at (every revision up to it is in the snapshot)
     full: dict[str, int] = field(default_factory=dict)
+    #: how many messages the last flush could not send (the broker did not answer)
+    lost: int = 0
 
     def add(self, name: str, kwargs: dict[str, Any], queue: str) -> None:
         self.pending.append((name, kwargs, queue))
@@ -74,17 +76,18 @@ class Outbox:
         """Send what is pending; never raises (the commit already happened, and what it
         decided reaches the hosts anyway, from the periodic pass)."""
         pending, self.pending = self.pending, []
-        self.full = {}
+        self.full, self.lost = {}, 0
         if self.sender is None:
             return
         for i, (name, kwargs, queue) in enumerate(pending):
             try:
                 self.sender(name, kwargs, queue)
             except Exception as exc:  # broker away: every later send would fail the same way
+                self.lost = len(pending) - i
                 log.warning(
                     "could not send %d task(s) after commit (%s); the periodic resync "
                     "delivers their intent",
-                    len(pending) - i,
+                    self.lost,
                     exc,
                 )
                 return

@@ -18,6 +18,7 @@ from app.celery_app import (
     CONTROL_QUEUE,
     REPORT_APPLIED,
     REPORT_PORTS,
+    REPORT_REALISATION,
     host_queue,
     make_celery,
 )
@@ -84,6 +85,12 @@ def stop(cluster: Cluster, key: str, queue: str) -> None:
     time.sleep(1.5)
 
 
+def in_sync(cluster: Cluster) -> bool:
+    """The host reported the revision the database last sent it (GET /v1/hosts/h1)."""
+    host = cluster.api.get("/v1/hosts/h1").json()
+    return bool(host["applied_revision"] == host["desired_revision"] > 0)
+
+
 def port_state(cluster: Cluster, port_id: str) -> str | None:
     r = cluster.api.get(f"/v1/networks/lv/ports/{port_id}")
     return r.json()["state"] if r.status_code == 200 else None
@@ -111,6 +118,8 @@ def test_a_dropped_nudge_is_repaired_by_the_periodic_pass(cluster: Cluster, host
     )
     assert taps(host) == {port["actual"]["tap"]}
     assert readback.links(host)[port["actual"]["tap"]]["master"] == "vnlv0"
+    wait_for(lambda: in_sync(cluster), timeout=5, what="host h1 at its desired revision")
+    assert 'virtnet_host_revision_lag{host="h1"} 0.0' in cluster.api.get("/metrics").text
 
 
 @pytest.mark.parametrize("lost", [[REPORT_PORTS], [REPORT_PORTS, REPORT_APPLIED]])
@@ -138,6 +147,7 @@ def test_a_dropped_report_is_repaired_by_the_periodic_pass(
         what=f"port plugged\n{cluster.logs()}",
     )
     assert taps(host) == {tap}
+    wait_for(lambda: in_sync(cluster), timeout=5, what="host h1 at its desired revision")
 
 
 def test_a_deleted_port_whose_unplug_was_dropped_loses_its_tap(cluster: Cluster, host: str) -> None:
@@ -154,3 +164,20 @@ def test_a_deleted_port_whose_unplug_was_dropped_loses_its_tap(cluster: Cluster,
         timeout=RESYNC + MARGIN,
         what=f"tap removed and port released\n{cluster.logs()}",
     )
+
+
+def test_a_dropped_realisation_report_is_repaired(cluster: Cluster, host: str) -> None:
+    stop(cluster, "control", CONTROL_QUEUE)
+    bridge = {"name": "vnkn0", "stp": False}
+    cluster.api.post("/v1/networks", json={"name": "kn", "bridge": bridge})
+    assert cluster.api.post("/v1/networks/kn/start").status_code == 200
+    wait_for(lambda: "vnkn0" in readback.links(host), what="bridge made on the host")
+    client = broker(cluster)
+    wait_for(
+        lambda: drop(client, CONTROL_QUEUE, REPORT_REALISATION) or None,
+        what="the realisation report dropped",
+    )
+    cluster.signal("control", signal.SIGCONT)
+    assert cluster.network("kn")["status"]["state"] == "starting"
+    cluster.wait_network("kn", timeout=RESYNC + MARGIN)
+    wait_for(lambda: in_sync(cluster), timeout=5, what="host h1 at its desired revision")

@@ -118,8 +118,7 @@ def test_broker_down_a_committed_change_still_answers_2xx(
     assert health.json()["status"] == "degraded"
     r = api.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"})
     assert r.status_code in (201, 202), r.text
-    # the port as stored, or (while sending the nudge can still fail) the commit's note
-    assert r.json().get("state") == "plugging" or r.json()["status"] == "committed", r.text
+    assert r.json()["state"] == "plugging", r.text  # the port as stored: the nudge is best-effort
     assert count(pg.url, Port) == 1
     r = api.post("/v1/networks", json={"name": "m"})
     assert r.status_code == 201, r.text

@@ -68,6 +68,13 @@ def test_delete_racing_plug_stays_deleted(cluster: Cluster, lv: str) -> None:
     # the kernel agrees: no tap is left on the host
     wait_for(lambda: not taps(lv), timeout=20, what="no tap left")
     assert not readback.static_entries(lv)
+    # a restarted worker reconciles with the whole desired state: nothing comes back
+    cluster.kill("h1")
+    cluster.start_host("h1", lv)
+    cluster.wait_hosts_up("h1")
+    probe = cluster.api.post("/v1/networks/lv/ports?wait=20", json={"owner": OWNER, "host": "h1"})
+    assert probe.status_code == 201 and probe.json()["state"] == "plugged", probe.text
+    assert sorted(taps(lv)) == ["vnet0"]  # the probe's: reconcile ran before it (FIFO queue)
     ops = {o.id: o for o in rows(cluster, Operation)}
     for _, plug_id, _ in pairs:
         plug = ops[plug_id]

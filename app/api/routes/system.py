@@ -10,20 +10,23 @@ from app.api.deps import Admin, CtxDep, Reader
 from app.api.requests import TokenRequest
 from app.api.views import HostView, NewTokenView, TokenView, host_view, token_view
 from app.conf.common import DB_INT_MAX
-from app.services import hosts, tokens
+from app.services import hosts, intent, tokens
 
 router = APIRouter(prefix="/v1")
 
 
 @router.get("/hosts", response_model=list[HostView], tags=["hosts"])
 def list_hosts(ctx: CtxDep, _: Reader) -> list[dict[str, Any]]:
-    return [host_view(h, ctx.host_is_up(h.last_seen)) for h in hosts.listing(ctx)]
+    revisions = intent.revisions(ctx)
+    return [
+        host_view(h, ctx.host_is_up(h.last_seen), revisions.get(h.name)) for h in hosts.listing(ctx)
+    ]
 
 
 @router.get("/hosts/{name}", response_model=HostView, tags=["hosts"])
 def get_host(name: str, ctx: CtxDep, _: Reader) -> dict[str, Any]:
     host = hosts.get(ctx, name)
-    return host_view(host, ctx.host_is_up(host.last_seen))
+    return host_view(host, ctx.host_is_up(host.last_seen), intent.revisions(ctx, name).get(name))
 
 
 @router.post("/tokens", response_model=NewTokenView, status_code=201, tags=["tokens"])
