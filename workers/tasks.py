@@ -33,6 +33,7 @@ from workers import network_services, overlay
 from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
 from workers.kernel.specs import Bandwidth, Floor
+from workers.revisions import Revisions
 
 log = logging.getLogger("virtnet.worker")
 
@@ -70,9 +71,8 @@ class HostAgent:
         self._net: HostNetwork | None = None
         self._lock = threading.Lock()
         self.capabilities: dict[str, Any] = {}
-        #: the last desired revision this worker brought the host to (app.services.intent);
-        #: a new worker starts from 0 and is brought up to date by its registration
-        self.applied = 0
+        #: the desired revision this worker brought the host to (app.services.intent)
+        self.revisions = Revisions()
         self._steps: dict[str, Callable[[dict[str, Any]], None]] = {
             APPLY_PORTS: lambda kw: self.apply_ports(kw["ports"]),
             REALISE_NETWORK: lambda kw: self.realise(kw["network"]),
@@ -117,31 +117,26 @@ class HostAgent:
         }
         self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat), HEARTBEAT_QUEUE)
 
+    @property
+    def applied(self) -> int:
+        return self.revisions.applied
+
     def apply(self, *, base: int, revision: int, full: bool, steps: list[list[Any]]) -> None:
         """Run one bundle (what one transaction decided for this host), then say which
         revision the host is at. Its reports go first, on the same connection: when the
         control worker reads the revision, it has read them."""
-        if revision <= self.applied and not full:
-            # already in: running an older state again could undo a newer one
-            log.info("revision %d skipped: revision %d is applied", revision, self.applied)
-        else:
-            ok = True
-            for name, kwargs in steps:
-                try:
-                    self._steps[name](kwargs)
-                except Exception:  # the others still run; the resync retries the whole
-                    log.exception("step %s of revision %d failed", name, revision)
-                    ok = False
-            if full:
-                # a full bundle is the whole state as of ``base`` plus its own revision: it
-                # is at ``revision`` only if no other transaction took one in between
-                reached = revision if base == revision - 1 else base
-                self.applied = reached if ok else min(self.applied, base)
-            elif base == self.applied and ok:
-                self.applied = revision
-            elif base != self.applied:
-                log.info("revision %d is not on top of %d: waiting for a resync", revision, base)
-        self.send(REPORT_APPLIED, host=self.host, revision=self.applied)
+        self.revisions.take(self._run, base=base, revision=revision, full=full, steps=steps)
+        self.send(REPORT_APPLIED, host=self.host, revision=self.revisions.applied)
+
+    def _run(self, revision: int, steps: list[list[Any]]) -> bool:
+        ok = True
+        for name, kwargs in steps:
+            try:
+                self._steps[name](kwargs)
+            except Exception:  # the others still run; the resync retries the whole
+                log.exception("step %s of revision %d failed", name, revision)
+                ok = False
+        return ok
 
     def realise(self, network: dict[str, Any]) -> None:
         state, error = "active", None

@@ -31,6 +31,7 @@ def host_list(api: Api, args: argparse.Namespace) -> None:
         "802.1Q",
         "TUN",
         "NET_ADMIN",
+        "Revision",
         "Last seen",
     ]
     rows = [
@@ -42,6 +43,8 @@ def host_list(api: Api, args: argparse.Namespace) -> None:
             h["vlan_8021q"],
             h["tun"],
             h["net_admin"],
+            # applied/desired: equal once the host has done everything it was sent
+            f"{h.get('applied_revision', 0)}/{h.get('desired_revision', 0)}",
             h["last_seen"],
         ]
         for h in hosts

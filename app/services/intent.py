@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, case, literal, select
+from sqlalchemy import Table, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _FINAL = ("active", "degraded", "failed")
 #: at most this many resync periods between two resends to a host that does not move
 _MAX_BACKOFF = 4
+#: a report still missing after this many resync periods is lost, even if the host is busy
+BUSY_PERIODS = 3
 
 
 def _upsert(db: Session, host: str, *, new: dict[str, object], update: dict[str, object]) -> int:
@@ -111,43 +113,51 @@ def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
 def lagging(ctx: Ctx, hosts: list[str]) -> list[str]:
     """Of the hosts given (those up), the ones to send their whole desired state again:
     a nudge was lost (desired ahead of applied for a resync period), or a report was lost
-    (the host applied everything, yet a port or realisation it was sent still waits)."""
+    (the host applied everything, yet a port or realisation it was sent still waits; or one
+    has waited for BUSY_PERIODS periods while the host kept busy with later changes)."""
     period = timedelta(seconds=ctx.settings.resync_seconds)
     now = utcnow()
-    old = now - period
     intents = {i.host: i for i in ctx.db.scalars(select(HostIntent))}
-    waiting = set(
-        ctx.db.scalars(
-            select(Port.host).where(
-                Port.state.in_(("plugging", "unplugging")),
-                Port.migration.is_(None),
-                Port.updated_at < old,
-            )
-        )
-    )
-    waiting |= set(
-        ctx.db.scalars(
-            select(Realisation.host).where(
-                Realisation.state.not_in(_FINAL), Realisation.updated_at < old
-            )
-        )
-    )
+    waiting = _waiting_since(ctx, now - period)
     out = []
     for host in hosts:
         row = intents.get(host)
-        if row is None:
-            if host in waiting:
-                out.append(host)
-            continue
-        if row.resent_at is not None:
+        since = waiting.get(host)
+        if row is not None and row.resent_at is not None:
             backoff = period * min(2**row.resends, _MAX_BACKOFF)
             if now - row.resent_at < backoff:
                 continue
-        if row.desired > row.applied:
-            if now - max(row.changed_at, row.applied_at) >= period:
-                out.append(host)
-        elif host in waiting:
+        if row is not None and row.desired > row.applied:
+            late = now - max(row.changed_at, row.applied_at) >= period
+            late = late or (since is not None and now - since >= period * BUSY_PERIODS)
+        else:
+            late = since is not None
+        if late:
             out.append(host)
+    return out
+
+
+def _waiting_since(ctx: Ctx, before: datetime) -> dict[str, datetime]:
+    """host -> since when its oldest port or realisation has been waiting for a report (of
+    those waiting since ``before`` or longer)."""
+    ports = (
+        select(Port.host, func.min(Port.updated_at))
+        .where(
+            Port.state.in_(("plugging", "unplugging")),
+            Port.migration.is_(None),
+            Port.updated_at < before,
+        )
+        .group_by(Port.host)
+    )
+    realisations = (
+        select(Realisation.host, func.min(Realisation.updated_at))
+        .where(Realisation.state.not_in(_FINAL), Realisation.updated_at < before)
+        .group_by(Realisation.host)
+    )
+    out: dict[str, datetime] = {}
+    for query in (ports, realisations):
+        for host, since in ctx.db.execute(query):
+            out[host] = min(since, out.get(host, since))
     return out
 
 

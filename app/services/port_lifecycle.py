@@ -88,8 +88,10 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
                 migration.target_reported(ctx, port, result)
                 continue
         if port is None or port.host != host:
-            if result["state"] != "absent":
+            if result["state"] == "plugged":
                 # a late or redelivered plug for a port already released: take it back out
+                # (only a plug: a failed removal, as of a name a new port owns now, would
+                # else be sent again for ever; reconcile removes what is left by owner)
                 stale.append(
                     Port(
                         id=result["port_id"],

@@ -4,6 +4,7 @@ periodic pass picks the hosts that lag (app.services.intent)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.celery_app import APPLY_BUNDLE, APPLY_PORTS, CONTROL_QUEUE, RECONCILE_HOST, host_queue
 from app.config import Settings
 from app.db import get_sessionmaker
-from app.models import HostIntent, utcnow
+from app.models import HostIntent, Network, Realisation, utcnow
 from app.services import intent
 from app.services.context import Ctx
 from app.services.outbox import Outbox
@@ -139,3 +140,24 @@ def test_a_host_ahead_of_the_database_is_made_to_lag(
     intent.record_applied(ctx, host="h1", revision=7)
     desired, applied, _ = intent.status(ctx, "h1")
     assert (desired, applied) == (8, 7)
+
+
+def test_a_report_lost_while_the_host_stays_busy_is_noticed_after_a_few_periods(
+    session: Session, api_settings: Settings
+) -> None:
+    settings = api_settings.model_copy(update={"resync_seconds": 5})
+    ctx = ctx_for(session, settings, Sent())
+    network = Network(name="n", uuid=str(uuid.uuid4()), definition={}, state="starting")
+    session.add(network)
+    session.flush()
+    waiting = Realisation(network_id=network.id, host="h1", state="pending")
+    session.add(waiting)
+    for _ in range(2):
+        ctx.outbox.add(APPLY_PORTS, {"ports": []}, host_queue("h1"))
+        ctx.commit(conflict="")
+    intent.record_applied(ctx, host="h1", revision=1)  # busy: behind, but moving
+    session.execute(update(HostIntent).values(changed_at=utcnow() - timedelta(seconds=60)))
+    for age, late in ((6, []), (16, ["h1"])):
+        session.execute(update(Realisation).values(updated_at=utcnow() - timedelta(seconds=age)))
+        session.commit()
+        assert intent.lagging(ctx, ["h1"]) == late, age

@@ -3,6 +3,7 @@ count once (issue 10, item 4). The host's reports are applied as the control wor
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -109,3 +110,28 @@ def test_a_force_stop_cancels_a_domain_start_and_the_domain_settles(
     with get_sessionmaker(api_settings.effective_database_url)() as session:
         assert session.query(Port).count() == 0  # released once the host said absent
     assert client.get("/v1/domains/vm1").json()["status"]["state"] == "shut_off"
+
+
+def test_a_report_for_a_port_gone_resends_a_removal_for_a_late_plug_only(
+    api_settings: Settings,
+) -> None:
+    """A late plug of a deleted port is taken back out; a failed removal is not sent again (a
+    tap whose name a new port owns refuses it, and would do so for ever)."""
+    sent: list[tuple[str, dict[str, Any], str]] = []
+    for state, resent in (("plugged", 1), ("failed", 0), ("absent", 0)):
+        result = {
+            "port_id": "0b7a4d6e-3c1f-4e8a-9d2b-5f6a7b8c9d0e",
+            "generation": 1,
+            "tap": "vnet7",
+            "bridge": "virbr9",
+            "guest_mac": A,
+            "state": state,
+            "error": None if state != "failed" else "vnet7 exists for another owner",
+        }
+        before = len(sent)
+        with get_sessionmaker(api_settings.effective_database_url)() as session:
+            ctx = Ctx(session, Outbox(lambda *task: sent.append(task)), api_settings)
+            port_lifecycle.record(ctx, host="hostA", results=[result])
+        assert len(sent) - before == resent, (state, sent)
+    _, kwargs, queue = sent[0]
+    assert queue == "host.hostA" and '"present": false' in json.dumps(kwargs), kwargs

@@ -25,6 +25,7 @@ def test_host_list(virtnet: Virtnet) -> None:
     assert header[:3] == ["Name", "State", "Kernel"] and "Last seen" in header
     assert "VLAN filtering" in header and "802.1Q" in header
     assert [r[:3] for r in rows] == [["h1", "up", "6.1-test"], ["h2", "down", "6.1-test"]]
+    assert [r[header.index("Revision")] for r in rows] == ["0/0", "0/0"]  # applied/desired
 
 
 def test_token_create_over_the_api_or_the_local_database(virtnet: Virtnet) -> None:

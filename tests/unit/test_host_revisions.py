@@ -98,3 +98,25 @@ def test_a_worker_that_starts_again_starts_from_zero() -> None:
     host.apply(**bundle(6, 7, plug(port(2))))
     assert host.applied == 0 and "vnet2" in taps(net)
     assert applied(reports) == [0]
+
+
+def test_a_bundle_that_overtook_its_predecessor_runs_again_after_it() -> None:
+    host, net, reports = setup()
+    # revision 1 plugs port 1, revision 2 removes it: 2 arrives first
+    host.apply(**bundle(1, 2, plug(port(1, present=False, generation=2))))
+    assert host.applied == 0
+    host.apply(**bundle(0, 1, plug(port(1))))
+    assert host.applied == 2
+    assert taps(net) == set()  # 1 ran last, but 2 ran again on top of it
+    assert applied(reports) == [0, 2]
+
+
+def test_bundles_that_came_before_a_full_bundle_run_again_on_top_of_it() -> None:
+    host, net, reports = setup()
+    # revision 3 was committed after the periodic pass read revision 2 (its snapshot),
+    # but reached the host first
+    host.apply(**bundle(2, 3, plug(port(2))))
+    reconcile = [RECONCILE_HOST, {"networks": [NETWORK], "ports": [port(1)]}]
+    host.apply(**bundle(1, 2, reconcile, full=True))
+    assert host.applied == 3
+    assert taps(net) == {"vnet1", "vnet2"}

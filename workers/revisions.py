@@ -1,0 +1,64 @@
+"""Which desired revision a host worker has reached (app.services.intent, host side).
+
+A bundle at revision R carries base R-1 and moves the host to R only on top of R-1. One
+that arrives early (its predecessor is late or lost) is run at once, its state being whole,
+and kept: once the gap is filled it runs again, so that an older state applied after it
+cannot stay. A full bundle (the whole desired state) resets the count, and bundles kept
+that came after it run again on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("virtnet.worker")
+
+#: bundles run ahead of a gap that are kept to be run again; beyond this the resync repairs
+MAX_AHEAD = 128
+
+#: runs a bundle's steps; False if one of them failed unexpectedly
+Runner = Callable[[int, list[list[Any]]], bool]
+
+
+class Revisions:
+    def __init__(self) -> None:
+        #: the last revision reached; a new worker starts from 0 and is brought up to date by
+        #: the full state its registration gets
+        self.applied = 0
+        #: bundles run ahead of a gap, by base: base -> (revision, steps)
+        self._ahead: dict[int, tuple[int, list[list[Any]]]] = {}
+
+    def take(
+        self, run: Runner, *, base: int, revision: int, full: bool, steps: list[list[Any]]
+    ) -> None:
+        if revision <= self.applied and not full:
+            # already in: running an older state again could undo a newer one
+            log.info("revision %d skipped: revision %d is applied", revision, self.applied)
+            return
+        if full:
+            ok = run(revision, steps)
+            # the whole state as of ``base`` plus its own revision: at ``revision`` only if
+            # no other transaction took one in between
+            reached = revision if base == revision - 1 else base
+            self.applied = reached if ok else min(self.applied, base)
+            self._catch_up(run)
+        elif base == self.applied:
+            if run(revision, steps):
+                self.applied = revision
+                self._catch_up(run)
+        else:
+            log.info("revision %d is not on top of %d: run now, and again later", revision, base)
+            run(revision, steps)
+            if len(self._ahead) < MAX_AHEAD:
+                self._ahead[base] = (revision, steps)
+
+    def _catch_up(self, run: Runner) -> None:
+        for base in [b for b, (r, _) in self._ahead.items() if r <= self.applied]:
+            del self._ahead[base]
+        while (ahead := self._ahead.pop(self.applied, None)) is not None:
+            revision, steps = ahead
+            if not run(revision, steps):
+                return
+            self.applied = revision
