@@ -362,7 +362,10 @@ def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
 
     # one step each, as sent before bundles: a queue from an older control plane still drains
     def single(name: str) -> None:
-        celery.task(name=name, ignore_result=True)(lambda **payload: agent.step(name, payload))
+        def step(**payload: Any) -> None:
+            agent.step(name, payload)
+
+        celery.task(name=name, ignore_result=True)(step)
 
     for name in (REALISE_NETWORK, REMOVE_NETWORK, RECONCILE_HOST, SYNC_OVERLAY, APPLY_PORTS):
         single(name)

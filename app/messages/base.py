@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class MessageError(ValueError):
@@ -18,6 +18,23 @@ class Message(BaseModel):
     a queue may still hold messages of the previous version)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """A null where the field has a non-null default means that default (a sender
+        that had no value for it, e.g. a row not yet flushed)."""
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None
+            or k not in fields
+            or fields[k].is_required()
+            or fields[k].get_default(call_default_factory=True) is None
+        }
 
     @classmethod
     def read(cls, data: Self | Mapping[str, Any], what: str | None = None) -> Self:

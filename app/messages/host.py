@@ -3,15 +3,13 @@ own). Every default of the desired state is written here, once; the host reads t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from app.messages import names
 from app.messages.base import Message, MessageError
 
-#: a flag that older senders may leave out or send as null
-Flag = Annotated[bool, BeforeValidator(lambda v: False if v is None else v)]
 MacTableManager = Literal["kernel", "libvirt"]
 
 
@@ -38,11 +36,11 @@ class HostPort(Message):
     netns: str | None = None
     guest_ifname: str | None = None
     queues: int | None = None
-    keep_busy: Flag = False
-    reuse_held: Flag = False
-    isolated: Flag = False
+    keep_busy: bool = False
+    reuse_held: bool = False
+    isolated: bool = False
     bandwidth: dict[str, Any] | None = None
-    qos: Flag = False
+    qos: bool = False
     class_id: int | None = None
 
     @property
