@@ -79,11 +79,14 @@ class Listener:
                     self._waiters.pop(op_id, None)
 
     def _run(self) -> None:
+        quiet = False
         while True:
             try:
                 self._listen()
             except Exception as exc:  # reconnect; waiters poll meanwhile
-                log.warning("operations listener lost its connection: %s", exc)
+                loud = self._ready.is_set() or not quiet  # once per outage
+                log.log(logging.WARNING if loud else logging.DEBUG, "operations listener: %s", exc)
+                quiet = True
             self._ready.clear()
             self._wake_all()  # what was notified while down may have been missed
             threading.Event().wait(1.0)
