@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -112,17 +113,27 @@ def task_sender(
     def send(name: str, kwargs: dict[str, Any], queue: str) -> None:
         producer = getattr(local, "producer", None)
         if producer is None:
-            producer = local.producer = celery.amqp.Producer(celery.connection_for_write())
+            connection = celery.connection_for_write()
+            producer = local.producer = celery.amqp.Producer(connection)
+            local.connection = connection
         options: dict[str, Any] = {} if declare else {"declare": []}
-        # a short kwargsrepr spares Celery a repr() of the whole desired state per message
-        celery.send_task(
-            name,
-            kwargs=kwargs,
-            queue=queue,
-            producer=producer,
-            argsrepr="()",
-            kwargsrepr=f"<{len(kwargs)} kwargs>",
-            **options,
-        )
+        try:
+            # a short kwargsrepr spares Celery a repr() of the whole desired state per message
+            celery.send_task(
+                name,
+                kwargs=kwargs,
+                queue=queue,
+                producer=producer,
+                argsrepr="()",
+                kwargsrepr=f"<{len(kwargs)} kwargs>",
+                **options,
+            )
+        except Exception:
+            # after a broker restart this connection stays broken for good (kombu then fails
+            # with AttributeError, not a connection error): the next message opens a new one
+            local.producer = None
+            with contextlib.suppress(Exception):
+                local.connection.release()
+            raise
 
     return send

@@ -10,13 +10,17 @@ worker in a throwaway namespace `vnt-soak…`, then for N minutes keeps up, all 
   `virtnet event --loop`;
 - task round trips: a probe worker process on serve's broker echoes a task back (two broker
   hops, like a host task and its report), 5 times a second.
-With --faults it also SIGKILLs one of serve's children (broker, control worker, host worker,
-in turn) every --fault-every seconds.
+With --faults, every --fault-every seconds it injects one fault, in turn: SIGKILL of serve's
+control worker, a dropped nudge (the host worker stopped, one plugging message deleted from its
+queue, the worker resumed), SIGKILL of the host worker, a dropped port report (the same with the
+control worker and its queue), SIGKILL of the broker.
 
 Before the traffic, and again after it, it measures idle CPU of serve's whole process tree
 over --idle seconds; at the end it waits for every port and operation to settle and prints
 crashes (children that died unasked, 5xx answers, serve exiting), stuck operations and ports,
-idle CPU and the round trip (median, p90). Only loopback and unix-socket traffic.
+what differs between the database's ports and the host's kernel (taps, masters, flags, static
+FDB entries, read back with `ip -json`/`bridge -json`), idle CPU and the round trip (median,
+p90). Only loopback and unix-socket traffic.
 """
 
 from __future__ import annotations
@@ -239,17 +243,77 @@ def health(base: str) -> dict[str, Any]:
         return {}
 
 
-def faults(base: str, every: float, stop: threading.Event, injected: Counter[str]) -> None:
-    victims = ["control-worker", "host-worker", "broker"]
+def drop_one(broker_url: str, queue: str, task_names: tuple[str, ...]) -> bool:
+    """Delete the newest message of one of ``task_names`` from ``queue`` (a Redis list)."""
+    import redis
+
+    from app.celery_app import redis_client_url
+
+    client = redis.Redis.from_url(redis_client_url(broker_url), socket_timeout=5)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for raw in client.lrange(queue, 0, -1):
+                if json.loads(raw)["headers"]["task"] in task_names and client.lrem(queue, 1, raw):
+                    return True
+            time.sleep(0.02)
+        return False
+    finally:
+        client.close()
+
+
+def dropped(base: str, broker_url: str, child: str, queue: str, tasks: tuple[str, ...]) -> bool:
+    """Stop ``child`` (so that messages wait in its queue), lose one, let it go on."""
+    pid = health(base).get("components", {}).get(child, {}).get("pid")
+    if not pid:
+        return False
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        return drop_one(broker_url, queue, tasks)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def faults(
+    base: str, broker_url: str, every: float, stop: threading.Event, injected: Counter[str]
+) -> None:
+    """In turn: SIGKILL of a child (serve restarts it), a dropped nudge to the host worker,
+    a dropped report to the control worker."""
+    from app.celery_app import APPLY_BUNDLE, APPLY_PORTS, CONTROL_QUEUE, REPORT_PORTS, host_queue
+
+    victims = ["control-worker", "nudge", "host-worker", "report", "broker"]
     n = 0
     while not stop.wait(every):
         name = victims[n % len(victims)]
         n += 1
+        try:
+            if name == "nudge":
+                tasks = (APPLY_BUNDLE, APPLY_PORTS)
+                if dropped(base, broker_url, "host-worker", host_queue(HOST), tasks):
+                    injected["dropped nudge"] += 1
+                continue
+            if name == "report":
+                if dropped(base, broker_url, "control-worker", CONTROL_QUEUE, (REPORT_PORTS,)):
+                    injected["dropped report"] += 1
+                continue
+        except Exception as exc:  # a restart of the broker may be under way
+            print(f"fault {name}: {exc!r}", flush=True)
+            continue
         pid = health(base).get("components", {}).get(name, {}).get("pid")
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 injected[name] += 1
+
+
+def kernel_vs_database(db: Path, ns: str) -> list[str]:
+    """What differs between the ports of the database and the kernel of the soak's host."""
+    from tests.faults.load import kernel_differences
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM ports WHERE host = ?", (HOST,))]
+    return kernel_differences(ns, rows)
 
 
 def settle(db: Path, seconds: float) -> tuple[int, int]:
@@ -303,7 +367,7 @@ def main() -> None:
             start_new_session=True,
         )
         try:
-            run(args, serve, base, state, load)
+            run(args, serve, base, state, load, ns)
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
@@ -322,6 +386,7 @@ def run(
     base: str,
     state: Path,
     load: tuple[float, float, float],
+    ns: str,
 ) -> None:
     deadline = time.monotonic() + 120
     while health(base).get("status") != "ok" or len(health(base).get("components", {})) < 4:
@@ -377,7 +442,9 @@ def run(
     )
     if args.faults:
         threads.append(
-            threading.Thread(target=faults, args=(base, args.fault_every, stop, injected))
+            threading.Thread(
+                target=faults, args=(base, broker_url, args.fault_every, stop, injected)
+            )
         )
     started = time.monotonic()
     for t in threads:
@@ -397,6 +464,7 @@ def run(
     for t in threads:
         t.join(90)
     stuck_ports, stuck_ops = settle(state / "virtnet.db", 60)
+    differences = kernel_vs_database(state / "virtnet.db", ns)
     time.sleep(10)
     idle_after = idle_cpu(serve.pid, args.idle) if serve.poll() is None else float("nan")
     h = health(base)
@@ -420,6 +488,9 @@ def run(
     for conflict, count in stats.conflicts.most_common(5):
         print(f"  409 x{count}: {conflict}")
     print(f"stuck after 60 s: {stuck_ports} ports, {stuck_ops} operations")
+    print(f"kernel vs database: {len(differences)} differences")
+    for line in differences[:10]:
+        print("  " + line)
     print(f"events read on 3 streams: {stats.events}")
     print(
         f"idle CPU of serve's process tree: {idle_before:.2f} % of one core before, "

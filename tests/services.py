@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis for tests: a fresh database and Redis db per test session."""
+"""Real PostgreSQL and Redis for tests: a fresh database and Redis db per test session on the
+shared servers, and servers of its own for a test that kills them."""
 
 from __future__ import annotations
 
