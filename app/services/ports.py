@@ -22,6 +22,8 @@ from app.services.vlan import vlan_refusal
 
 MAX_PORTS_PER_BRIDGE = 1023  # the kernel's limit: the 1024th gets "Exchange full"
 TAP_PREFIX = "vnet"
+#: ports with no device on their host, whose tap names are free (models.LIVE_TAP)
+GONE = ("failed", "released")
 
 
 def lock_host(ctx: Ctx, name: str) -> Host:
@@ -87,7 +89,14 @@ def _check_room(
         return _check_room_bulk(ctx, room, host=host, bridge=bridge, network=network, mac=mac)
     same_host = Port.host == host
     query = select(
-        Port.host, Port.tap, Port.bridge, Port.network_id, Port.mac, Port.id, Port.owner_name
+        Port.host,
+        Port.tap,
+        Port.bridge,
+        Port.network_id,
+        Port.mac,
+        Port.id,
+        Port.owner_name,
+        Port.state,
     )
     if network is not None:
         query = query.where(or_(same_host, and_(Port.network_id == network.id, Port.mac == mac)))
@@ -100,7 +109,8 @@ def _check_room(
                 f"MAC {mac} is already used on network {network.name!r} by port "
                 f"{row.id} (owner {row.owner_name!r})"
             )
-    on_host = [row for row in rows if row.host == host]
+    # a failed port has no device (its host rolled the plug back): its name is free again
+    on_host = [row for row in rows if row.host == host and row.state not in GONE]
     if sum(row.bridge == bridge for row in on_host) >= MAX_PORTS_PER_BRIDGE:
         raise Conflict(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
@@ -297,7 +307,8 @@ def unplug(
     op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
     for port in port_list:
         port.spec = {**port.spec, "keep_busy": keep_busy}
-        port.state = "unplugging"
+        if port.state != "failed":  # a failed one stays so (its tap name is not taken back)
+            port.state = "unplugging"
         port.generation += 1
         operations.take_over(ctx, port, op, reason=reason)
     send(ctx, port_list, present=False)
