@@ -71,7 +71,10 @@ def test_a_waiting_request_is_woken_by_the_notification(
     waiter = threading.Thread(target=post)
     waiter.start()
     with psycopg.connect(dsn(settings), autocommit=True) as probe:
-        query = "SELECT query FROM pg_stat_activity WHERE application_name = %s"
+        query = (
+            "SELECT query FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()"
+        )
         for _ in range(200):
             rows = probe.execute(query, (op_notify.APPLICATION,)).fetchall()
             if rows:
