@@ -6,13 +6,13 @@ import dataclasses
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.conf.network.dnsmasq import render
 from app.conf.network.firewall import firewall_spec
 from app.conf.network.model import NetworkDefinition
+from app.messages import NetworkSpec
 from tests import ipguests as guests
 from tests.cluster import wait_for
 from tests.kernel.conftest import requires_root
@@ -22,7 +22,7 @@ from workers.kernel import BridgeSpec, HostNet
 pytestmark = [pytest.mark.kernel, requires_root]
 
 
-def spec(name: str, uuid: str, bridge: str, subnet: int) -> dict[str, Any]:
+def spec(name: str, uuid: str, bridge: str, subnet: int) -> NetworkSpec:
     d = NetworkDefinition.model_validate(
         {
             "name": name,
@@ -36,15 +36,20 @@ def spec(name: str, uuid: str, bridge: str, subnet: int) -> dict[str, Any]:
             ],
         }
     )
-    return {
-        "uuid": uuid,
-        "mode": "nat",
-        "bridge": bridge,
-        "ips": [f"10.{subnet}.0.1/24"],
-        "dnsmasq": dataclasses.asdict(render(d, bridge)),
-        "firewall": firewall_spec(d, uuid, bridge),
-        "ip_forwarding": [4],
-    }
+    return NetworkSpec.read(
+        {
+            "network_id": subnet,
+            "generation": 1,
+            "name": name,
+            "uuid": uuid,
+            "mode": "nat",
+            "bridge": bridge,
+            "ips": [f"10.{subnet}.0.1/24"],
+            "dnsmasq": dataclasses.asdict(render(d, bridge)),
+            "firewall": firewall_spec(d, uuid, bridge),
+            "ip_forwarding": [4],
+        }
+    )
 
 
 def test_adopted_restarted_and_reconciled(ns: str, tmp_path: Path) -> None:
@@ -54,28 +59,28 @@ def test_adopted_restarted_and_reconciled(ns: str, tmp_path: Path) -> None:
     try:
         with HostNet(ns, tmp_path) as net:
             for s in (a, b):
-                net.ensure_bridge(BridgeSpec(s["bridge"], s["uuid"]))
+                net.ensure_bridge(BridgeSpec(s.bridge, s.uuid))
                 network_services.realise(net, s)
             assert len(guests.dnsmasq_pids(ns)) == 2
             assert len(net.firewall_tables()) == 2
             assert net.dnsmasq is not None
-            pid_a = net.dnsmasq.pid(a["uuid"])
+            pid_a = net.dnsmasq.pid(a.uuid)
             assert pid_a is not None
         # a new worker (a new HostNet on the same state dir) adopts, not duplicates
         with HostNet(ns, tmp_path) as net:
             assert net.dnsmasq is not None
             network_services.realise(net, a)
-            assert net.dnsmasq.pid(a["uuid"]) == pid_a
+            assert net.dnsmasq.pid(a.uuid) == pid_a
             os.kill(pid_a, signal.SIGKILL)
             supervisor = net.dnsmasq
-            assert wait_for(supervisor.watch, timeout=2, what="restart") == [a["uuid"]]
-            pid_a = net.dnsmasq.pid(a["uuid"])
+            assert wait_for(supervisor.watch, timeout=2, what="restart") == [a.uuid]
+            pid_a = net.dnsmasq.pid(a.uuid)
             assert pid_a is not None
             # reconcile with only 'a' wanted: b's dnsmasq, files and table go, a's stay
             network_services.reconcile(net, [a])
             assert guests.dnsmasq_pids(ns) == [pid_a]
-            assert net.firewall_tables() == {a["firewall"]["table"]}
-            assert net.dnsmasq.keys() == {a["uuid"]}
+            assert net.firewall_tables() == {a.firewall["table"]}
+            assert net.dnsmasq.keys() == {a.uuid}
             network_services.remove(net, a)
             assert guests.dnsmasq_pids(ns) == [] and net.firewall_tables() == set()
             assert net.dnsmasq.keys() == set()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.messages import Message
 from tests.kernel import readback as rb
 from tests.kernel.conftest import requires_root
 from workers.kernel import HostNet, PortSpec
@@ -35,8 +36,8 @@ class Agent(HostAgent):
         )
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        self.sent.append((name, kwargs))
+    def send(self, name: str, report: Message) -> None:
+        self.sent.append((name, report.wire()))
 
 
 def wanted(tap: str, owner: str, mac: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.messages import Message
 from tests import netns
 from tests.kernel import readback as rb
 from tests.kernel.conftest import requires_root
@@ -132,8 +133,8 @@ class Agent(HostAgent):
         )
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        self.sent.append(kwargs)
+    def send(self, name: str, report: Message) -> None:
+        self.sent.append(report.wire())
 
 
 def desired(spec: PortSpec, present: bool, **extra: Any) -> dict[str, Any]:
