@@ -1,8 +1,9 @@
 """Transactions that lost a race run again; an unreachable database is an outage, not a bug.
 
 PostgreSQL may abort a transaction that did nothing wrong: a deadlock victim (40P01), a
-serialization failure (40001), or an insert that lost the race for a unique value it chose
-itself (23505, e.g. the lowest free ``virbrN``). Run again from the start, the transaction
+serialization failure (40001), an insert that lost the race for a unique value it chose
+itself (23505, e.g. the lowest free ``virbrN``), or (StaleDataError) a row it read was
+changed or deleted before its write. Run again from the start, the transaction
 sees the winner's commit and either picks another value or refuses with the service's own
 409. ``run`` does that for a service call on a context; the API does it for a whole request
 (``app.api.transactions``). Both stop after ``ATTEMPTS`` and never re-run a call that
@@ -135,11 +136,7 @@ def reset(ctx: Ctx) -> None:
     """Forget everything the failed attempt did: its transaction, objects and messages."""
     ctx.db.rollback()
     ctx.db.expunge_all()
-    discard = getattr(ctx.outbox, "discard", None)
-    if discard is not None:
-        discard()
-    else:
-        ctx.outbox.pending.clear()
+    ctx.outbox.discard()
 
 
 def run(ctx: Ctx, call: Callable[[Ctx], T], *, what: str = "transaction") -> T:

@@ -186,3 +186,24 @@ def test_one_explicit_bridge_or_domain_name_claimed_by_many(
     no_server_errors(answers)
     assert statuses(answers) == {201: 1, 409: CLIENTS - 1}, [a.text for a in answers]
     assert all("vm1" in a.json()["detail"] for a in answers if a.status_code == 409)
+
+
+def test_concurrent_updates_from_one_revision_keep_one(http: Callable[[], httpx.Client]) -> None:
+    """Each client read revision 1 and PUTs its own change with If-Match: 1. The network's row
+    is locked for the write, so exactly one wins and the others get 412, not a lost update."""
+    clients = [http() for _ in range(CLIENTS)]
+    r = clients[0].post("/v1/networks", json={"name": "upd", "bridge": {"name": "vnupd0"}})
+    assert r.status_code == 201 and r.headers["etag"] == '"1"', r.text
+    answers = at_once(
+        CLIENTS,
+        lambda i: clients[i].put(
+            "/v1/networks/upd",
+            json={"name": "upd", "bridge": {"name": "vnupd0", "delay": i}},
+            headers={"If-Match": '"1"'},
+        ),
+    )
+    no_server_errors(answers)
+    assert statuses(answers) == {200: 1, 412: CLIENTS - 1}, [a.text for a in answers]
+    winner = next(i for i, a in enumerate(answers) if a.status_code == 200)
+    stored = clients[0].get("/v1/networks/upd").json()
+    assert stored["bridge"]["delay"] == winner and stored["status"]["revision"] == 2

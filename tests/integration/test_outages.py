@@ -248,3 +248,29 @@ def test_an_open_event_stream_outlives_a_database_outage(
         thread.join()
     assert "does not answer" in text and "event: network.defined" in text, text
     assert '"back"' in text or "network/back" in text, text
+
+
+def test_a_connection_lost_during_the_commit_says_it_cannot_tell(
+    api: TestClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    """Whether a commit whose connection broke happened, the API cannot know: a 503 that
+    says so (the client must look before repeating), not "nothing was changed"."""
+    import psycopg
+    from sqlalchemy import event
+
+    pg = own_servers[0]
+    engine = get_engine(pg.url)
+
+    def lost(conn: Any) -> None:  # the server ends this backend just before its COMMIT
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    event.listen(engine, "commit", lost)
+    try:
+        r = api.post("/v1/networks", json={"name": "doubt"})
+    finally:
+        event.remove(engine, "commit", lost)
+    assert r.status_code == 503 and "may or may not" in r.json()["detail"], r.text
+    assert int(r.headers["retry-after"]) > 0
+    assert api.get("/v1/networks/n").status_code == 200
