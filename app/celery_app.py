@@ -12,36 +12,24 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from app.config import Settings
-
-CONTROL_QUEUE = "control"
-#: heartbeats have their own queue so a backlog of reports cannot make a live host look down
-HEARTBEAT_QUEUE = "control.heartbeat"
-
-# Task names: the API and workers only share these strings, never code objects.
-HEARTBEAT = "virtnet.control.heartbeat"
-REPORT_REALISATION = "virtnet.control.report_realisation"
-REALISE_NETWORK = "virtnet.host.realise_network"
-REMOVE_NETWORK = "virtnet.host.remove_network"
-RECONCILE_HOST = "virtnet.host.reconcile"
-APPLY_PORTS = "virtnet.host.apply_ports"
-REPORT_PORTS = "virtnet.control.report_ports"
-REPORT_LEASES = "virtnet.control.report_leases"
-#: an overlay network's forwarding table on one host, and the host's answer
-SYNC_OVERLAY = "virtnet.host.sync_overlay"
-REPORT_OVERLAY = "virtnet.control.report_overlay"
-#: what one transaction decided for one host, stamped with the host's desired revision
-APPLY_BUNDLE = "virtnet.host.apply"
-#: the revision a host has reached (app.services.intent)
-REPORT_APPLIED = "virtnet.control.report_applied"
-
-
-def host_queue(host: str) -> str:
-    return f"host.{host}"
-
-
-def queue_host(queue: str) -> str | None:
-    """The host a queue belongs to, None for the control queues."""
-    return queue.removeprefix("host.") if queue.startswith("host.") else None
+from app.messages.names import (  # noqa: F401  (re-exported: the names' old home)
+    APPLY_BUNDLE,
+    APPLY_PORTS,
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    HEARTBEAT_QUEUE,
+    REALISE_NETWORK,
+    RECONCILE_HOST,
+    REMOVE_NETWORK,
+    REPORT_APPLIED,
+    REPORT_LEASES,
+    REPORT_OVERLAY,
+    REPORT_PORTS,
+    REPORT_REALISATION,
+    SYNC_OVERLAY,
+    host_queue,
+    queue_host,
+)
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery
 
-from app.celery_app import (
+from app.celery_app import make_celery, task_sender
+from app.config import Settings
+from app.db import get_sessionmaker
+from app.host_identity import report_secret, verified_host
+from app.messages import (
+    AppliedReport,
+    Heartbeat,
+    LeasesReport,
+    Message,
+    MessageError,
+    OverlayReport,
+    PortsReport,
+    RealisationReport,
+)
+from app.messages.names import (
     CONTROL_QUEUE,
     HEARTBEAT,
     HEARTBEAT_QUEUE,
@@ -17,12 +31,7 @@ from app.celery_app import (
     REPORT_OVERLAY,
     REPORT_PORTS,
     REPORT_REALISATION,
-    make_celery,
-    task_sender,
 )
-from app.config import Settings
-from app.db import get_sessionmaker
-from app.host_identity import report_secret, verified_host
 from app.services import (
     hosts,
     intent,
@@ -37,6 +46,7 @@ from app.services.context import Ctx
 from app.services.outbox import Outbox
 
 log = logging.getLogger("virtnet.control")
+M = TypeVar("M", bound=Message)
 
 
 def register_control_tasks(celery: Celery, settings: Settings) -> None:
@@ -60,117 +70,98 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
         )
         return False
 
+    def read(task: Any, kind: type[M], message: dict[str, Any]) -> M | None:
+        """The report if it is signed by the host it names and well formed, else None."""
+        if not genuine(task):
+            return None
+        try:
+            return kind.read(message, task.name)
+        except MessageError as exc:  # from a host of another version, or a bug: say which
+            log.error("refused a report: %s", exc)
+            return None
+
     @celery.task(name=HEARTBEAT, ignore_result=True, bind=True)
-    def heartbeat(
-        self: Any,
-        host: str,
-        worker_id: str,
-        capabilities: dict[str, Any],
-        registering: bool = False,
-        signature: str | None = None,
-    ) -> None:
-        if not genuine(self):
+    def heartbeat(self: Any, **message: Any) -> None:
+        if (beat := read(self, Heartbeat, message)) is None:
             return
         with sessions() as session:
             hosts.heartbeat(
                 ctx_for(session),
-                name=host,
-                worker_id=worker_id,
-                capabilities=capabilities,
-                registering=registering,
+                name=beat.host,
+                worker_id=beat.worker_id,
+                capabilities=beat.capabilities,
+                registering=beat.registering,
             )
 
     @celery.task(name=REPORT_LEASES, ignore_result=True, bind=True)
-    def report_leases(
-        self: Any,
-        host: str,
-        network_id: int,
-        leases: list[dict[str, Any]],
-        signature: str | None = None,
-    ) -> None:
-        if not genuine(self):
+    def report_leases(self: Any, **message: Any) -> None:
+        if (report := read(self, LeasesReport, message)) is None:
             return
         with sessions() as session:
             realisation.record_leases(
-                ctx_for(session), host=host, network_id=network_id, leases=leases
+                ctx_for(session),
+                host=report.host,
+                network_id=report.network_id,
+                leases=report.leases,
             )
 
     @celery.task(name=REPORT_REALISATION, ignore_result=True, bind=True)
-    def report_realisation(
-        self: Any,
-        host: str,
-        network_id: int,
-        generation: int,
-        state: str,
-        error: str | None = None,
-        signature: str | None = None,
-    ) -> None:
-        if not genuine(self):
+    def report_realisation(self: Any, **message: Any) -> None:
+        if (report := read(self, RealisationReport, message)) is None:
             return
         with sessions() as session:
             retry.run(  # a deadlock or a row changed meanwhile: the report is applied again
                 ctx_for(session),
                 lambda ctx: realisation.record_report(
                     ctx,
-                    host=host,
-                    network_id=network_id,
-                    generation=generation,
-                    state=state,
-                    error=error,
+                    host=report.host,
+                    network_id=report.network_id,
+                    generation=report.generation,
+                    state=report.state,
+                    error=report.error,
                 ),
                 what="realisation report",
             )
 
     @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
-    def report_ports(
-        self: Any, host: str, results: list[dict[str, Any]], signature: str | None = None
-    ) -> None:
-        if not genuine(self):
+    def report_ports(self: Any, **message: Any) -> None:
+        if (report := read(self, PortsReport, message)) is None:
             return
+        results = [r.model_dump() for r in report.results]
         with sessions() as session:
             retry.run(  # a deadlock or a port changed meanwhile: the report is applied again
                 ctx_for(session),
-                lambda ctx: port_lifecycle.record(ctx, host=host, results=results),
+                lambda ctx: port_lifecycle.record(ctx, host=report.host, results=results),
                 what="port report",
             )
 
     @celery.task(name=REPORT_APPLIED, ignore_result=True, bind=True)
-    def report_applied(self: Any, host: str, revision: int, signature: str | None = None) -> None:
-        if not genuine(self):
+    def report_applied(self: Any, **message: Any) -> None:
+        if (report := read(self, AppliedReport, message)) is None:
             return
         with sessions() as session:
             retry.run(
                 ctx_for(session),
-                lambda ctx: intent.record_applied(ctx, host=host, revision=revision),
+                lambda ctx: intent.record_applied(ctx, host=report.host, revision=report.revision),
                 what="revision report",
             )
 
     @celery.task(name=REPORT_OVERLAY, ignore_result=True, bind=True)
-    def report_overlay(
-        self: Any,
-        host: str,
-        network_id: int,
-        generation: int,
-        digest: str | None,
-        remote_entries: int,
-        error: str | None = None,
-        requests: int = 0,
-        signature: str | None = None,
-    ) -> None:
-        if not genuine(self):
+    def report_overlay(self: Any, **message: Any) -> None:
+        if (report := read(self, OverlayReport, message)) is None:
             return
         with sessions() as session:
             ctx = ctx_for(session)
             overlay.record_report(
                 ctx,
-                host=host,
-                network_id=network_id,
-                generation=generation,
-                digest=digest,
-                remote_entries=remote_entries,
-                error=error,
+                host=report.host,
+                network_id=report.network_id,
+                generation=report.generation,
+                digest=report.digest,
+                remote_entries=report.remote_entries,
+                error=report.error,
             )
-            migration.after_overlay_report(ctx, network_id=network_id)
+            migration.after_overlay_report(ctx, network_id=report.network_id)
             ctx.commit(conflict="an overlay report raced another; the next one settles it")
 
 

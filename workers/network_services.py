@@ -6,43 +6,44 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from app.messages import NetworkSpec
 from workers.kernel.dnsmasq import DnsmasqSpec, Lease
 from workers.kernel.interface import HostNetwork
 
 
-def realise(net: HostNetwork, network: dict[str, Any]) -> None:
+def realise(net: HostNetwork, network: NetworkSpec) -> None:
     """libvirt's order: the bridge is up with its addresses, then the rules, then dnsmasq."""
-    if network["mode"] == "bridge":
+    if not network.owns_bridge:
         return
-    net.ensure_addresses(network["bridge"], network.get("ips", []))
-    firewall = network.get("firewall")
+    net.ensure_addresses(network.bridge, network.ips)
+    firewall = network.firewall
     if firewall:
         net.ensure_firewall(firewall)
     else:
         net.remove_firewall([t for t in net.firewall_tables() if t.endswith(_hex(network))])
-    if network.get("ip_forwarding"):
-        net.enable_ip_forwarding(set(network["ip_forwarding"]))
+    if network.ip_forwarding:
+        net.enable_ip_forwarding(set(network.ip_forwarding))
     if net.dnsmasq is None:
         return
-    config = network.get("dnsmasq")
+    config = network.dnsmasq
     if config:
-        net.dnsmasq.ensure(DnsmasqSpec(key=network["uuid"], **config))
+        net.dnsmasq.ensure(DnsmasqSpec(key=network.uuid, **config))
     else:
-        net.dnsmasq.stop(network["uuid"])
+        net.dnsmasq.stop(network.uuid)
 
 
-def remove(net: HostNetwork, network: dict[str, Any]) -> None:
+def remove(net: HostNetwork, network: NetworkSpec) -> None:
     """Before the bridge goes: dnsmasq stopped and its files removed, the rules deleted."""
-    if network["mode"] == "bridge":
+    if not network.owns_bridge:
         return
     if net.dnsmasq is not None:
-        net.dnsmasq.stop(network["uuid"])
+        net.dnsmasq.stop(network.uuid)
     net.remove_firewall([t for t in net.firewall_tables() if t.endswith(_hex(network))])
 
 
-def reconcile(net: HostNetwork, networks: list[dict[str, Any]]) -> None:
+def reconcile(net: HostNetwork, networks: list[NetworkSpec]) -> None:
     """Drop the dnsmasq processes and rule tables of networks no longer active here."""
-    wanted = {n["uuid"] for n in networks if n["mode"] != "bridge"}
+    wanted = {n.uuid for n in networks if n.owns_bridge}
     if net.dnsmasq is not None:
         for key in net.dnsmasq.keys() - wanted:
             net.dnsmasq.stop(key)
@@ -50,8 +51,8 @@ def reconcile(net: HostNetwork, networks: list[dict[str, Any]]) -> None:
     net.remove_firewall([t for t in net.firewall_tables() if t.split("_", 1)[1] not in hexes])
 
 
-def _hex(network: dict[str, Any]) -> str:
-    return str(network["uuid"]).replace("-", "")
+def _hex(network: NetworkSpec) -> str:
+    return network.uuid.replace("-", "")
 
 
 def lease_view(lease: Lease) -> dict[str, Any]:

@@ -10,7 +10,7 @@ that came after it run again on top of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("virtnet.worker")
@@ -19,7 +19,7 @@ log = logging.getLogger("virtnet.worker")
 MAX_AHEAD = 128
 
 #: runs a bundle's steps; False if one of them failed unexpectedly
-Runner = Callable[[int, list[list[Any]]], bool]
+Runner = Callable[[int, Sequence[Sequence[Any]]], bool]
 
 
 class Revisions:
@@ -28,10 +28,10 @@ class Revisions:
         #: the full state its registration gets
         self.applied = 0
         #: bundles run ahead of a gap, by base: base -> (revision, steps)
-        self._ahead: dict[int, tuple[int, list[list[Any]]]] = {}
+        self._ahead: dict[int, tuple[int, Sequence[Sequence[Any]]]] = {}
 
     def take(
-        self, run: Runner, *, base: int, revision: int, full: bool, steps: list[list[Any]]
+        self, run: Runner, *, base: int, revision: int, full: bool, steps: Sequence[Sequence[Any]]
     ) -> None:
         if revision <= self.applied and not full:
             # already in: running an older state again could undo a newer one

@@ -5,14 +5,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
-from app.celery_app import (
+from app.host_identity import sign
+from app.messages import (
+    AppliedReport,
+    ApplyPorts,
+    Bundle,
+    Heartbeat,
+    HostErrorCode,
+    HostPort,
+    LeasesReport,
+    Message,
+    NetworkSpec,
+    OverlayState,
+    PortResult,
+    PortsReport,
+    RealisationReport,
+    RealiseNetwork,
+    ReconcileHost,
+    RemoveNetwork,
+    SyncOverlay,
+    read_step,
+)
+from app.messages.names import (
     APPLY_BUNDLE,
     APPLY_PORTS,
     CONTROL_QUEUE,
@@ -28,18 +49,21 @@ from app.celery_app import (
     REPORT_REALISATION,
     SYNC_OVERLAY,
 )
-from app.host_identity import sign
+from app.messages.reports import PortState
 from workers import network_services, overlay
-from workers.kernel import BridgeSpec, KernelError, PortRef, PortSpec
+from workers.kernel import KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
-from workers.kernel.specs import Bandwidth, Floor
+from workers.kernel.specs import Bandwidth
 from workers.revisions import Revisions
+from workers.wire import bridge_spec, error_code, error_text, port_result, port_spec
 
 log = logging.getLogger("virtnet.worker")
 
 
 #: sends one task: name, keyword arguments, queue (app.celery_app.task_sender makes one)
 Sender = Callable[[str, dict[str, Any], str], None]
+PortsIn = Sequence[HostPort | Mapping[str, Any]]
+NetworkIn = NetworkSpec | Mapping[str, Any]
 
 
 class HostAgent:
@@ -73,13 +97,6 @@ class HostAgent:
         self.capabilities: dict[str, Any] = {}
         #: the desired revision this worker brought the host to (app.services.intent)
         self.revisions = Revisions()
-        self._steps: dict[str, Callable[[dict[str, Any]], None]] = {
-            APPLY_PORTS: lambda kw: self.apply_ports(kw["ports"]),
-            REALISE_NETWORK: lambda kw: self.realise(kw["network"]),
-            REMOVE_NETWORK: lambda kw: self.remove(kw["network"]),
-            RECONCILE_HOST: lambda kw: self.reconcile(kw["networks"], kw.get("ports") or []),
-            SYNC_OVERLAY: lambda kw: self.sync_overlay(kw["overlay"]),
-        }
 
     @property
     def net(self) -> HostNetwork:
@@ -105,90 +122,107 @@ class HostAgent:
             self._net.close()
             self._net = None
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        self._send(name, sign(self.key, name, kwargs), CONTROL_QUEUE)
+    def send(self, name: str, report: Message) -> None:
+        self._send(name, sign(self.key, name, report.wire()), CONTROL_QUEUE)
 
     def send_heartbeat(self, *, registering: bool) -> None:
-        beat = {
-            "host": self.host,
-            "worker_id": self.worker_id,
-            "capabilities": self.capabilities,
-            "registering": registering,
-        }
-        self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat), HEARTBEAT_QUEUE)
+        beat = Heartbeat(
+            host=self.host,
+            worker_id=self.worker_id,
+            capabilities=self.capabilities,
+            registering=registering,
+        )
+        self._send(HEARTBEAT, sign(self.key, HEARTBEAT, beat.wire()), HEARTBEAT_QUEUE)
 
     @property
     def applied(self) -> int:
         return self.revisions.applied
 
-    def apply(self, *, base: int, revision: int, full: bool, steps: list[list[Any]]) -> None:
+    def apply(
+        self, *, base: int, revision: int, full: bool, steps: Sequence[Sequence[Any]]
+    ) -> None:
         """Run one bundle (what one transaction decided for this host), then say which
         revision the host is at. Its reports go first, on the same connection: when the
         control worker reads the revision, it has read them."""
         self.revisions.take(self._run, base=base, revision=revision, full=full, steps=steps)
-        self.send(REPORT_APPLIED, host=self.host, revision=self.revisions.applied)
+        self.send(REPORT_APPLIED, AppliedReport(host=self.host, revision=self.revisions.applied))
 
-    def _run(self, revision: int, steps: list[list[Any]]) -> bool:
+    def _run(self, revision: int, steps: Sequence[Sequence[Any]]) -> bool:
         ok = True
-        for name, kwargs in steps:
+        for name, payload in steps:
             try:
-                self._steps[name](kwargs)
+                self.step(name, payload)
             except Exception:  # the others still run; the resync retries the whole
                 log.exception("step %s of revision %d failed", name, revision)
                 ok = False
         return ok
 
-    def realise(self, network: dict[str, Any]) -> None:
-        state, error = "active", None
+    def step(self, name: str, payload: Any) -> None:
+        """Run one step; a malformed one fails here, with MessageError naming the field."""
+        match read_step(name, payload):
+            case ApplyPorts(ports=ports):
+                self.apply_ports(ports)
+            case RealiseNetwork(network=network):
+                self.realise(network)
+            case RemoveNetwork(network=network):
+                self.remove(network)
+            case ReconcileHost(networks=networks, ports=ports):
+                self.reconcile(networks, ports)
+            case SyncOverlay(overlay=state):
+                self.sync_overlay(state)
+
+    def realise(self, network_in: NetworkIn) -> None:
+        network = NetworkSpec.read(network_in, REALISE_NETWORK)
+        state, error, code = "active", None, None
         try:
             with self._lock:
-                if network["mode"] == "bridge":
-                    self.net.check_bridge(network["bridge"])
+                if not network.owns_bridge:
+                    self.net.check_bridge(network.bridge)
                 else:
-                    if network.get("overlay"):
+                    if network.overlay is not None:
                         network = overlay.with_mtu(network, self.underlay, self.underlay_mtu)
-                    result = self.net.ensure_bridge(_bridge_spec(network))
+                    result = self.net.ensure_bridge(bridge_spec(network))
                     network_services.realise(self.net, network)
                     self._watch_leases(network)
                     self.net.ensure_bridge_bandwidth(
-                        network["bridge"],
-                        network["uuid"],
-                        Bandwidth.from_dict(network.get("bandwidth")),
+                        network.bridge, network.uuid, Bandwidth.from_dict(network.bandwidth)
                     )
                     if result.degraded:
                         state, error = "degraded", result.degraded
-        except KernelError as exc:
-            state, error = "failed", str(exc)
         except Exception as exc:  # report every failure; a silent host is worse
-            log.exception("realising network %s failed", network["name"])
-            state, error = "failed", f"unexpected error: {exc}"
-        self.send(
-            REPORT_REALISATION,
+            if not isinstance(exc, KernelError):
+                log.exception("realising network %s failed", network.name)
+            state, error, code = "failed", error_text(exc), error_code(exc)
+        report = RealisationReport(
             host=self.host,
-            network_id=network["network_id"],
-            generation=network["generation"],
+            network_id=network.network_id,
+            generation=network.generation,
             state=state,
             error=error,
+            error_code=code,
         )
-        if network.get("overlay") and state != "failed":
-            self.sync_overlay(network["overlay"], full=True)
+        self.send(REPORT_REALISATION, report)
+        if network.overlay is not None and state != "failed":
+            self.sync_overlay(network.overlay, full=True)
 
-    def sync_overlay(self, state: dict[str, Any], *, full: bool = False) -> None:
+    def sync_overlay(self, state: OverlayState | Mapping[str, Any], *, full: bool = False) -> None:
         """Make the network's VXLAN device, table and firewall match; report what it did."""
         with self._lock:
-            report = overlay.apply(self.net, state, self.underlay, full=full)
-        self.send(REPORT_OVERLAY, host=self.host, **report)
+            desired = OverlayState.read(state, SYNC_OVERLAY)
+            report = overlay.apply(self.net, desired, self.underlay, host=self.host, full=full)
+        self.send(REPORT_OVERLAY, report)
 
-    def remove(self, network: dict[str, Any]) -> None:
-        if network["mode"] == "bridge":
+    def remove(self, network_in: NetworkIn) -> None:
+        network = NetworkSpec.read(network_in, REMOVE_NETWORK)
+        if not network.owns_bridge:
             return  # an existing host bridge: never created by us, never deleted by us
-        self._lease_watch.pop(network["uuid"], None)
+        self._lease_watch.pop(network.uuid, None)
         with self._lock:
-            if network.get("vni"):
-                self.net.remove_overlay(network["vni"], owner=network["uuid"])
+            if network.vni:
+                self.net.remove_overlay(network.vni, owner=network.uuid)
             network_services.remove(self.net, network)
-            self.net.remove_bridge(network["bridge"], owner=network["uuid"])
-            self.net.remove_ifb(network["uuid"])
+            self.net.remove_bridge(network.bridge, owner=network.uuid)
+            self.net.remove_ifb(network.uuid)
 
     def watch(self) -> None:
         """Restart any dnsmasq of an active network that died (called every half second)."""
@@ -204,19 +238,21 @@ class HostAgent:
             if stamp != watched[1]:
                 watched[1] = stamp
                 leases = [network_services.lease_view(x) for x in supervisor.leases(key)]
-                self.send(REPORT_LEASES, host=self.host, network_id=watched[0], leases=leases)
+                report = LeasesReport(host=self.host, network_id=watched[0], leases=leases)
+                self.send(REPORT_LEASES, report)
 
-    def _watch_leases(self, network: dict[str, Any]) -> None:
-        if network.get("dnsmasq"):
-            self._lease_watch.setdefault(network["uuid"], [network["network_id"], -1.0])
+    def _watch_leases(self, network: NetworkSpec) -> None:
+        if network.dnsmasq:
+            self._lease_watch.setdefault(network.uuid, [network.network_id, -1.0])
         else:
-            self._lease_watch.pop(network["uuid"], None)
+            self._lease_watch.pop(network.uuid, None)
 
-    def apply_ports(self, ports: list[dict[str, Any]], *, check_qos: bool = False) -> None:
+    def apply_ports(self, ports_in: PortsIn, *, check_qos: bool = False) -> None:
         """Plug the ports wanted present, unplug the others; report every one."""
-        plug = [p for p in ports if p["present"]]
-        unplug = [p for p in ports if not p["present"]]
-        results: list[dict[str, Any]] = []
+        ports = [HostPort.read(p, APPLY_PORTS) for p in ports_in]
+        plug = [p for p in ports if p.present]
+        unplug = [p for p in ports if not p.present]
+        results: list[PortResult] = []
         with self._lock:
             if unplug:
                 unplug, results = self._leave_held(unplug)
@@ -225,42 +261,47 @@ class HostAgent:
             if plug:
                 plug_many = partial(self.net.plug_many, check_qos=check_qos)
                 results += _timed(plug_many, plug, "plugged")
-            for result in results:
-                if result["state"] == "plugged":
-                    result["outbound"] = self.net.outbound_modes.get(result["tap"])
-        self.send(REPORT_PORTS, host=self.host, results=results)
+            results = [
+                r.model_copy(update={"outbound": self.net.outbound_modes.get(r.tap)})
+                if r.state == "plugged"
+                else r
+                for r in results
+            ]
+        self.send(REPORT_PORTS, PortsReport(host=self.host, results=results))
 
-    def _leave_held(
-        self, unplug: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _leave_held(self, unplug: list[HostPort]) -> tuple[list[HostPort], list[PortResult]]:
         """Ports asked to stay if a hypervisor holds a tap open: every port of that owner
         (domain) stays, reported "busy" with the taps in use; the rest are to unplug."""
-        careful = [p for p in unplug if p.get("keep_busy") and not p.get("netns")]
-        held = self.net.held_taps([p["tap"] for p in careful])
+        careful = [p for p in unplug if p.keep_busy and not p.netns]
+        held = self.net.held_taps([p.tap for p in careful])
         if not held:
             return unplug, []
         in_use: dict[str, list[str]] = {}
         for p in careful:
-            if p["tap"] in held:
-                in_use.setdefault(_owner(p), []).append(p["tap"])
-        stay = [p for p in unplug if p.get("keep_busy") and _owner(p) in in_use]
+            if p.tap in held:
+                in_use.setdefault(p.owner, []).append(p.tap)
+        stay = [p for p in unplug if p.keep_busy and p.owner in in_use]
         busy = [
-            {
-                **_result(p, None, "busy", 0.0),
-                "error": f"tap {', '.join(sorted(in_use[_owner(p)]))} is in use: a process "
-                "(the guest's hypervisor) holds it open",
-            }
+            port_result(p, None, "busy", 0.0).model_copy(
+                update={
+                    "error": f"tap {', '.join(sorted(in_use[p.owner]))} is in use: a process "
+                    "(the guest's hypervisor) holds it open",
+                    "error_code": HostErrorCode.TAP_BUSY,
+                }
+            )
             for p in stay
         ]
         return [p for p in unplug if p not in stay], busy
 
-    def reconcile(self, networks: list[dict[str, Any]], ports: list[dict[str, Any]]) -> None:
+    def reconcile(self, networks_in: Sequence[NetworkIn], ports_in: PortsIn) -> None:
         """Make the host match the full desired state: add what is missing, drop what is ours
         and no longer wanted; devices virtnet did not create are never touched."""
+        networks = [NetworkSpec.read(n, RECONCILE_HOST) for n in networks_in]
+        ports = [HostPort.read(p, RECONCILE_HOST) for p in ports_in]
         # a device is wanted by name AND owner: a tap left by a deleted port whose name a new
         # port reuses goes first (the new one is plugged below, once the name is free)
-        wanted_taps = {(p["tap"], p["port_id"]) for p in ports if p["present"]}
-        wanted_bridges = {n["bridge"] for n in networks if n["mode"] != "bridge"}
+        wanted_taps = {(p.tap, p.port_id) for p in ports if p.present}
+        wanted_bridges = {n.bridge for n in networks if n.owns_bridge}
         with self._lock:
             owned = self.net.owned_devices()
             leftovers = [
@@ -272,7 +313,7 @@ class HostAgent:
             held = self.net.held_taps([r.tap for r in leftovers if r.kind == "tap"])
             self.net.unplug_many([r for r in leftovers if r.tap not in held])
             overlay.remove_leftovers(self.net, owned, networks)
-            wanted_netns = {p["netns"] for p in ports if p["present"] and p.get("netns")}
+            wanted_netns = {p.netns for p in ports if p.present and p.netns}
             for name in self.net.created_namespaces():
                 if name not in wanted_netns:
                     self.net.remove_namespace_if_unused(name)
@@ -280,17 +321,17 @@ class HostAgent:
                 if device.kind == "bridge" and device.name not in wanted_bridges:
                     self.net.remove_bridge(device.name, owner=device.owner)
             network_services.reconcile(self.net, networks)
-            wanted_owners = {p["port_id"] for p in ports if p["present"]}
-            wanted_owners |= {n["uuid"] for n in networks}
+            wanted_owners = {p.port_id for p in ports if p.present}
+            wanted_owners |= {n.uuid for n in networks}
             try:
                 for device in owned:
                     if device.kind == "ifb" and device.owner not in wanted_owners:
                         self.net.remove_ifb(device.owner)
                 for bridge in wanted_bridges & {d.name for d in owned}:
                     keep = {
-                        p["class_id"]
+                        p.class_id
                         for p in ports
-                        if p["present"] and p["bridge"] == bridge and _floor(p) is not None
+                        if p.present and p.bridge == bridge and p.class_id is not None and p.floor
                     }
                     self.net.remove_floors(bridge, keep=keep)  # floors of ports gone
             except KernelError:  # the ports and networks below still get their turn
@@ -301,102 +342,30 @@ class HostAgent:
             self.apply_ports(ports, check_qos=True)
 
 
-def _bridge_spec(network: dict[str, Any]) -> BridgeSpec:
-    return BridgeSpec(
-        name=network["bridge"],
-        owner=network["uuid"],
-        mac=network.get("mac"),
-        mtu=network.get("mtu"),
-        stp=network.get("stp", True),
-        delay=network.get("delay", 0),
-        vlan_filtering=network.get("mac_table_manager") == "libvirt",
-    )
-
-
-def _port_spec(port: dict[str, Any]) -> PortSpec:
-    return PortSpec(
-        tap=port["tap"],
-        bridge=port["bridge"],
-        guest_mac=port["guest_mac"],
-        owner=port["port_id"],
-        mtu=port.get("mtu"),
-        mac_table_manager=port.get("mac_table_manager", "kernel"),
-        owner_uid=port.get("owner_uid"),
-        owner_gid=port.get("owner_gid"),
-        vnet_hdr=port.get("vnet_hdr", True),
-        multi_queue=port.get("multi_queue", False),
-        fdb=port.get("fdb", True),
-        netns=port.get("netns"),
-        guest_ifname=port.get("guest_ifname"),
-        keep_busy=port.get("keep_busy", False),
-        reuse_held=port.get("reuse_held", False),
-        isolated=bool(port.get("isolated")),
-        bandwidth=Bandwidth.from_dict(port.get("bandwidth")),
-        floor=_floor(port),
-        class_id=port.get("class_id"),
-        qos=bool(port.get("qos")),
-    )
-
-
-def _owner(port: dict[str, Any]) -> str:
-    return str(port.get("owner_uuid") or port["port_id"])
-
-
-def _floor(port: dict[str, Any]) -> Floor | None:
-    inbound = (port.get("bandwidth") or {}).get("inbound") or {}
-    if not inbound.get("floor") or port.get("class_id") is None:
-        return None
-    return Floor(port["class_id"], port["guest_mac"], inbound["floor"], inbound.get("average"))
-
-
 def _timed(
-    apply: Callable[[list[PortSpec]], list[Any]], ports: list[dict[str, Any]], done: str
-) -> list[dict[str, Any]]:
+    apply: Callable[[list[PortSpec]], list[Any]], ports: list[HostPort], done: PortState
+) -> list[PortResult]:
     """Apply a batch and report each port with its share of the batch's time on this host."""
     started = time.perf_counter()
-    outcomes = apply([_port_spec(p) for p in ports])
+    outcomes = apply([port_spec(p) for p in ports])
     each = (time.perf_counter() - started) / len(ports)
-    return [_result(p, o, done, each) for p, o in zip(ports, outcomes, strict=True)]
-
-
-def _result(port: dict[str, Any], outcome: object, done: str, seconds: float) -> dict[str, Any]:
-    error = str(outcome) if isinstance(outcome, Exception) else None
-    return {
-        "port_id": port["port_id"],
-        "generation": port["generation"],
-        "tap": port["tap"],
-        "bridge": port["bridge"],
-        "guest_mac": port["guest_mac"],
-        "state": "failed" if error else done,
-        "error": error,
-        "seconds": seconds,
-    }
+    return [port_result(p, o, done, each) for p, o in zip(ports, outcomes, strict=True)]
 
 
 def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
     @celery.task(name=APPLY_BUNDLE, ignore_result=True)
-    def apply(base: int, revision: int, full: bool, steps: list[list[Any]]) -> None:
-        agent.apply(base=base, revision=revision, full=full, steps=steps)
+    def apply(**message: Any) -> None:
+        bundle = Bundle.read(message, APPLY_BUNDLE)
+        agent.apply(
+            base=bundle.base, revision=bundle.revision, full=bundle.full, steps=bundle.steps
+        )
 
     # one step each, as sent before bundles: a queue from an older control plane still drains
-    @celery.task(name=REALISE_NETWORK, ignore_result=True)
-    def realise_network(network: dict[str, Any]) -> None:
-        agent.realise(network)
+    def single(name: str) -> None:
+        def step(**payload: Any) -> None:
+            agent.step(name, payload)
 
-    @celery.task(name=REMOVE_NETWORK, ignore_result=True)
-    def remove_network(network: dict[str, Any]) -> None:
-        agent.remove(network)
+        celery.task(name=name, ignore_result=True)(step)
 
-    @celery.task(name=RECONCILE_HOST, ignore_result=True)
-    def reconcile(
-        networks: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None
-    ) -> None:
-        agent.reconcile(networks, ports or [])
-
-    @celery.task(name=SYNC_OVERLAY, ignore_result=True)
-    def sync_overlay(overlay: dict[str, Any]) -> None:
-        agent.sync_overlay(overlay)
-
-    @celery.task(name=APPLY_PORTS, ignore_result=True)
-    def apply_ports(ports: list[dict[str, Any]]) -> None:
-        agent.apply_ports(ports)
+    for name in (REALISE_NETWORK, REMOVE_NETWORK, RECONCILE_HOST, SYNC_OVERLAY, APPLY_PORTS):
+        single(name)

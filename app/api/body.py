@@ -85,3 +85,33 @@ def parse_json(
         errors = pydantic_errors(exc.errors())
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
         raise InvalidDocument("invalid", detail, errors) from None
+
+
+def parse_json_list(raw: bytes, model: type[Model], *, most: int) -> list[Model]:
+    """A JSON list of ``model`` documents, all valid or refused together; each error's field
+    starts with its item's index (``3.mac``)."""
+    try:
+        data = jsondoc.loads(raw)
+    except jsondoc.TooDeep as exc:
+        deep = [{"field": "(document)", "message": str(exc)}]
+        raise InvalidDocument("invalid", str(exc), deep) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidDocument("malformed", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, list) or not 1 <= len(data) <= most:
+        detail = f"the body must be a JSON object or a list of 1 to {most} of them"
+        raise InvalidDocument("invalid", detail, [{"field": "(document)", "message": detail}])
+    errors: list[dict[str, Any]] = []
+    items: list[Model] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            errors.append({"field": str(index), "message": "must be a JSON object"})
+            continue
+        try:
+            items.append(model.model_validate_json(json.dumps(item), strict=True))
+        except ValidationError as exc:
+            found = [{**e, "loc": (index, *e.get("loc", ()))} for e in exc.errors()]
+            errors += pydantic_errors(found)
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+        raise InvalidDocument("invalid", detail, errors)
+    return items

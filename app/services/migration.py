@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.celery_app import APPLY_PORTS, host_queue
+from app.messages import ApplyPorts, HostPort
+from app.messages.names import APPLY_PORTS, host_queue
 from app.models import Network, Operation, Port
 from app.services import events, locks, operations, overlay, ports
 from app.services.context import Ctx
@@ -38,8 +39,8 @@ def _free_tap(ctx: Ctx, host: str, taken: set[str]) -> str:
     return ports.lowest_free_tap(used | reserved_taps(ctx, host))
 
 
-def _spec(port: Port, *, host_tap: str, fdb: bool, present: bool) -> dict[str, Any]:
-    return {**ports.host_port(port, present=present), "tap": host_tap, "fdb": fdb}
+def _spec(port: Port, *, host_tap: str, fdb: bool, present: bool) -> HostPort:
+    return ports.host_port(port, present=present).model_copy(update={"tap": host_tap, "fdb": fdb})
 
 
 def start(ctx: Ctx, *, name: str, host: str) -> Operation:
@@ -58,7 +59,7 @@ def start(ctx: Ctx, *, name: str, host: str) -> Operation:
         )
     op = operations.begin(ctx, kind=KIND, target=f"domain/{name}", pending=len(port_list))
     taken: set[str] = set()
-    specs = []
+    specs: list[HostPort] = []
     for port in port_list:
         tap = _free_tap(ctx, host, taken)
         taken.add(tap)
@@ -73,7 +74,7 @@ def start(ctx: Ctx, *, name: str, host: str) -> Operation:
         }
         specs.append(_spec(port, host_tap=tap, fdb=False, present=True))
     if specs:
-        ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
+        ctx.outbox.add(APPLY_PORTS, ApplyPorts(ports=specs), host_queue(host))
         overlay.nudge_ports(ctx, port_list)  # the target gets the network's broadcasts
     else:
         _move_domain(ctx, op, host)
@@ -119,7 +120,7 @@ def target_reported(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
 def _abort(ctx: Ctx, op: Operation | None, error: str) -> None:
     if op is None:
         return
-    specs: dict[str, list[dict[str, Any]]] = {}
+    specs: dict[str, list[HostPort]] = {}
     for port in _op_ports(ctx, op.id):
         m = port.migration or {}
         if m.get("phase") == "plugging":
@@ -127,7 +128,7 @@ def _abort(ctx: Ctx, op: Operation | None, error: str) -> None:
             specs.setdefault(m["target"], []).append(spec)
             port.migration = None
     for host, batch in specs.items():
-        ctx.outbox.add(APPLY_PORTS, {"ports": batch}, host_queue(host))
+        ctx.outbox.add(APPLY_PORTS, ApplyPorts(ports=batch), host_queue(host))
     operations.finish(op, f"migration failed, the domain stays where it was: {error}")
 
 
@@ -135,8 +136,8 @@ def _switch(ctx: Ctx, op: Operation, op_ports: list[Port]) -> None:
     """Every entry moves at once: the ports now live on the target."""
     now = time.time()
     target = ""
-    to_target: list[Any] = []
-    to_source: dict[str, Any] = {}
+    to_target: list[HostPort] = []
+    to_source: dict[str, list[HostPort]] = {}
     for port in op_ports:
         m = dict(port.migration or {})
         target = m["target"]
@@ -148,10 +149,10 @@ def _switch(ctx: Ctx, op: Operation, op_ports: list[Port]) -> None:
         gone = _spec(port, host_tap=m["source_tap"], fdb=False, present=False)
         to_source.setdefault(m["source"], []).append(gone)
     ctx.db.flush()
-    ctx.outbox.add(APPLY_PORTS, {"ports": to_target}, host_queue(target))
+    ctx.outbox.add(APPLY_PORTS, ApplyPorts(ports=to_target), host_queue(target))
     sent = overlay.nudge_ports(ctx, op_ports)
     for host, batch in to_source.items():
-        ctx.outbox.add(APPLY_PORTS, {"ports": batch}, host_queue(host))
+        ctx.outbox.add(APPLY_PORTS, ApplyPorts(ports=batch), host_queue(host))
     _move_domain(ctx, op, target)
     if not sent:  # no overlay network: nothing else to wait for
         _finish(ctx, op, op_ports, now)

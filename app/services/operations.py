@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from app.db import get_sessionmaker
 from app.models import Operation, Port, utcnow
-from app.services import locks
+from app.services import locks, op_notify
 from app.services.context import Ctx
 from app.services.errors import NotFound
 
@@ -18,6 +19,8 @@ from app.services.errors import NotFound
 FINISHED = frozenset({"succeeded", "failed", "refused"})
 #: key in ``Port.spec``: the operation whose count this port's report has already lowered
 REPORTED = "reported_op"
+#: seconds between re-reads when the notification does not come (or on SQLite)
+FALLBACK_POLL = 0.2
 
 
 def begin(ctx: Ctx, *, kind: str, target: str, pending: int) -> Operation:
@@ -100,24 +103,38 @@ def get(ctx: Ctx, op_id: str) -> Operation:
 
 
 def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
-    """Poll until the operation finished or the time is up; returns it either way.
+    """Wait until the operation finished or the time is up; returns it either way.
 
-    The polls read in a session of their own that never takes SQLite's write lock, and end
-    each read before sleeping: a waiting client must not hold up the reports it waits for.
+    On PostgreSQL the transaction that ends an operation notifies it (``op_notify``) and the
+    row is re-read when that arrives; a slow poll stays as the fallback, and is all there is
+    on SQLite. The reads run in a session of their own that never takes SQLite's write lock,
+    and end before each sleep: a waiting client must not hold up the reports it waits for.
     """
     ctx.db.commit()  # ends the caller's transaction and, unlike a rollback, keeps its objects
     deadline = time.monotonic() + seconds
-    delay = 0.001
-    with get_sessionmaker(ctx.settings.effective_database_url, read_only=True)() as db:
+    url = ctx.settings.effective_database_url
+    listener = op_notify.listener(url)
+    with (
+        get_sessionmaker(url, read_only=True)() as db,
+        listener.watch(op_id, ready_within=min(seconds, 1.0))
+        if listener
+        else nullcontext(None) as woken,
+    ):
+        delay = 0.001
         while True:
             op = db.get(Operation, op_id, populate_existing=True)
             if op is None:
                 raise NotFound(f"operation {op_id!r} does not exist (or has expired)")
-            if op.state in FINISHED or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if op.state in FINISHED or left <= 0:
                 return op
             db.rollback()
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.25, 0.02)
+            if woken is None:
+                time.sleep(min(delay, left))
+                delay = min(delay * 1.25, 0.02)
+            else:
+                woken.wait(min(FALLBACK_POLL, left))
+                woken.clear()
 
 
 def overdue(ctx: Ctx) -> list[str]:

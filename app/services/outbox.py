@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.celery_app import APPLY_BUNDLE, queue_host
+from app.messages import Message as Payload
+from app.messages.names import APPLY_BUNDLE, queue_host
 
 log = logging.getLogger("virtnet.outbox")
 
@@ -35,8 +36,10 @@ class Outbox:
     #: how many messages the last flush could not send (the broker did not answer)
     lost: int = 0
 
-    def add(self, name: str, kwargs: dict[str, Any], queue: str) -> None:
-        self.pending.append((name, kwargs, queue))
+    def add(self, name: str, kwargs: Payload | dict[str, Any], queue: str) -> None:
+        """Queue one task: its payload as a message type (app.messages), sent as JSON."""
+        payload = kwargs.wire() if isinstance(kwargs, Payload) else kwargs
+        self.pending.append((name, payload, queue))
 
     def discard(self) -> None:
         """Forget what this transaction queued (it rolled back, or is about to be retried)."""

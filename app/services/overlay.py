@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.celery_app import SYNC_OVERLAY, host_queue
+from app.messages import OverlayState, SyncOverlay
+from app.messages.names import SYNC_OVERLAY, host_queue
 from app.models import Host, Network, Port, Realisation
 from app.services.context import Ctx
 
@@ -53,6 +54,10 @@ def _live_ports(ctx: Ctx, network_id: int) -> list[Port]:
 def _members(ctx: Ctx, network_id: int) -> list[str]:
     query = select(Realisation.host).where(Realisation.network_id == network_id)
     return sorted(ctx.db.scalars(query))
+
+
+def _sync(state: dict[str, Any]) -> SyncOverlay:
+    return SyncOverlay(overlay=OverlayState.read(state))
 
 
 def digest(state: dict[str, Any]) -> str:
@@ -120,7 +125,7 @@ def nudge(ctx: Ctx, networks: Iterable[Network]) -> int:
         for host, state in host_states(ctx, network).items():
             if acked.get(host) == state["digest"]:
                 continue  # this host's table did not change
-            ctx.outbox.add(SYNC_OVERLAY, {"overlay": state}, host_queue(host))
+            ctx.outbox.add(SYNC_OVERLAY, _sync(state), host_queue(host))
             sent += 1
     return sent
 
@@ -193,7 +198,7 @@ def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace:
             if digest_seen != state["digest"]:
                 seen[key] = (state["digest"], now)
             elif now - since >= grace:
-                ctx.outbox.add(SYNC_OVERLAY, {"overlay": state}, host_queue(host))
+                ctx.outbox.add(SYNC_OVERLAY, _sync(state), host_queue(host))
                 seen[key] = (state["digest"], now)
                 sent += 1
     for key in set(seen) - lagging:

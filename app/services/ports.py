@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, text
 
-from app.celery_app import APPLY_PORTS, host_queue
 from app.conf.common import random_mac
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
+from app.messages import ApplyPorts, HostPort
+from app.messages.names import APPLY_PORTS, host_queue
 from app.models import Host, Network, Operation, Port
 from app.services import locks, operations, overlay, port_qos
 from app.services.context import Ctx
@@ -178,29 +179,31 @@ def allocate(
     return port
 
 
-def host_port(port: Port, *, present: bool = True) -> dict[str, Any]:
-    """The whole desired state of one port on its host."""
-    return {
-        "port_id": port.id,
-        "owner_uuid": port.owner_uuid,
-        "generation": port.generation,
-        "present": present,
-        "tap": port.tap,
-        "bridge": port.bridge,
-        "guest_mac": port.mac,
-        "mac_table_manager": port.mac_table_manager,
-        "fdb": port.fdb,
-        **{k: v for k, v in port.spec.items() if k != operations.REPORTED},
-    }
+def host_port(port: Port, *, present: bool = True) -> HostPort:
+    """The whole desired state of one port on its host (the spec's bookkeeping stays here)."""
+    return HostPort.read(
+        {
+            **port.spec,
+            "port_id": port.id,
+            "owner_uuid": port.owner_uuid,
+            "generation": port.generation,
+            "present": present,
+            "tap": port.tap,
+            "bridge": port.bridge,
+            "guest_mac": port.mac,
+            "mac_table_manager": port.mac_table_manager,
+            "fdb": port.fdb,
+        }
+    )
 
 
 def send(ctx: Ctx, ports: list[Port], *, present: bool) -> None:
     """Queue the desired state of ``ports`` to their hosts, one task per host."""
-    by_host: dict[str, list[dict[str, Any]]] = {}
+    by_host: dict[str, list[HostPort]] = {}
     for port in ports:
         by_host.setdefault(port.host, []).append(host_port(port, present=present))
     for host, specs in by_host.items():
-        ctx.outbox.add(APPLY_PORTS, {"ports": specs}, host_queue(host))
+        ctx.outbox.add(APPLY_PORTS, ApplyPorts(ports=specs), host_queue(host))
 
 
 def unplug(

@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from app.celery_app import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
 from app.conf.network.dnsmasq import needs_dnsmasq, render
 from app.conf.network.firewall import firewall_spec, needs_ip_forwarding
 from app.conf.network.model import NetworkDefinition
+from app.messages import NetworkSpec, OverlayState, RealiseNetwork, ReconcileHost, RemoveNetwork
+from app.messages.names import REALISE_NETWORK, RECONCILE_HOST, REMOVE_NETWORK, host_queue
 from app.models import Host, Network, Realisation
 from app.services import events, intent, locks, overlay, port_queries, ports
 from app.services.context import Ctx
@@ -31,7 +32,7 @@ def network_state(host_states: list[str]) -> str:
     return "active" if any(s in REALISED for s in host_states) else "failed"
 
 
-def host_spec(network: Network) -> dict[str, Any]:
+def host_spec(network: Network) -> NetworkSpec:
     """The whole desired state of one network on a host; the host looks nothing up."""
     live = network.live or network.definition
     bridge = live.get("bridge", {})
@@ -51,7 +52,7 @@ def host_spec(network: Network) -> dict[str, Any]:
         "vni": (overlay.overlay_of(network) or {}).get("vni"),
     }
     definition = NetworkDefinition.model_validate(live)
-    return {**spec, **_ip_spec(definition, spec["bridge"], network.uuid)}
+    return NetworkSpec.read({**spec, **_ip_spec(definition, spec["bridge"], network.uuid)})
 
 
 def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
@@ -66,9 +67,9 @@ def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
     }
 
 
-def _with_overlay(spec: dict[str, Any], states: dict[str, dict[str, Any]], host: str) -> Any:
+def _with_overlay(spec: NetworkSpec, states: dict[str, dict[str, Any]], host: str) -> NetworkSpec:
     if host in states:
-        return {**spec, "overlay": states[host]}
+        return spec.model_copy(update={"overlay": OverlayState.read(states[host])})
     return spec
 
 
@@ -88,7 +89,7 @@ def plan_start(ctx: Ctx, network: Network) -> None:
     states = overlay.host_states(ctx, network) if network.vni is not None else {}
     for host in targets:
         spec = _with_overlay(host_spec(network), states, host.name)
-        ctx.outbox.add(REALISE_NETWORK, {"network": spec}, host_queue(host.name))
+        ctx.outbox.add(REALISE_NETWORK, RealiseNetwork(network=spec), host_queue(host.name))
     network.state = "starting"  # with no host up, it waits for one (network_state)
 
 
@@ -97,7 +98,9 @@ def plan_refresh(ctx: Ctx, network: Network) -> None:
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         row.generation = network.generation
-        ctx.outbox.add(REALISE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
+        ctx.outbox.add(
+            REALISE_NETWORK, RealiseNetwork(network=host_spec(network)), host_queue(row.host)
+        )
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
@@ -112,7 +115,9 @@ def plan_stop(ctx: Ctx, network: Network) -> None:
         )
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
-        ctx.outbox.add(REMOVE_NETWORK, {"network": host_spec(network)}, host_queue(row.host))
+        ctx.outbox.add(
+            REMOVE_NETWORK, RemoveNetwork(network=host_spec(network)), host_queue(row.host)
+        )
         ctx.db.delete(row)
     network.state = "inactive"
 
@@ -208,7 +213,7 @@ def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
                 network.state = "starting"
         specs.append(network)
     ctx.db.flush()
-    specs = [
+    network_specs = [
         _with_overlay(host_spec(n), overlay.host_states(ctx, n) if n.vni else {}, host)
         for n in specs
     ]
@@ -216,4 +221,6 @@ def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
         ports.host_port(p, present=p.state not in ("unplugging", "released"))
         for p in port_queries.host_ports(ctx, host)
     ]
-    ctx.outbox.add(RECONCILE_HOST, {"networks": specs, "ports": port_specs}, host_queue(host))
+    ctx.outbox.add(
+        RECONCILE_HOST, ReconcileHost(networks=network_specs, ports=port_specs), host_queue(host)
+    )

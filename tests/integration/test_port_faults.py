@@ -56,7 +56,7 @@ def test_plug_task_delivered_twice_leaves_one_tap_and_one_entry(cluster: Cluster
     )
     assert r.json()["state"] == "plugged"
     with get_sessionmaker(cluster.settings.effective_database_url)() as session:
-        spec = host_port(session.get(Port, r.json()["id"]))
+        spec = host_port(session.get(Port, r.json()["id"])).wire()
     celery = make_celery(cluster.settings)
     for _ in range(2):
         celery.send_task(APPLY_PORTS, kwargs={"ports": [spec]}, queue=host_queue("h1"))

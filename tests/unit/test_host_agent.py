@@ -74,6 +74,7 @@ def test_a_network_is_realised_and_reported_active_or_degraded() -> None:
                 "generation": 1,
                 "state": "active",
                 "error": None,
+                "error_code": None,
             },
         )
     ]
@@ -101,10 +102,12 @@ def test_a_port_that_cannot_be_plugged_is_reported_with_why() -> None:
     host.apply_ports([port(1)])
     (result,) = reports[-1][1]["results"]
     assert result["state"] == "failed" and "virbr1" in result["error"]
+    assert result["error_code"] == "bridge_missing"
     host.realise(NETWORK)
     host.apply_ports([port(1)])
     (result,) = reports[-1][1]["results"]
     assert result["state"] == "failed" and "virtnet did not create it" in result["error"]
+    assert result["error_code"] == "device_conflict"
     assert net.devices["vnet1"].master is None  # a foreign device is never adopted
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from app.api.body import parse_json
+from app.api.body import parse_json, parse_json_list
 from app.api.deps import CtxDep, Operator, Reader
 from app.api.http import RawBody, Wait, action_response, sends_xml, settle, wants_xml
 from app.api.port_views import operation_view, port_view
@@ -17,15 +17,30 @@ from app.conf.port.actual import StoredPort
 from app.conf.port.model import PortRequest
 from app.conf.port.xml import parse_networkport, port_request, port_to_xml
 from app.models import Port
-from app.services import operations, port_lifecycle, port_queries, ports
+from app.services import bulk_ports, operations, port_lifecycle, port_queries, ports
 from app.services.context import Ctx
+from app.services.ports import MAX_PORTS_PER_BRIDGE
 
 router = APIRouter(prefix="/v1", tags=["ports"])
 PORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/PortRequest"}},
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/PortRequest"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/PortRequest"},
+                            "minItems": 1,
+                            "maxItems": MAX_PORTS_PER_BRIDGE,
+                            "description": "bulk: all or none, one operation; the answer is "
+                            "{operation, ports}",
+                        },
+                    ]
+                }
+            },
             "application/xml": {
                 "schema": {
                     "type": "string",
@@ -67,6 +82,8 @@ def create_port(
 ) -> Response:
     if sends_xml(request):
         body = _xml_request(ctx, name, raw, host)
+    elif raw.lstrip().startswith(b"["):
+        return _create_many(ctx, name, raw, wait)
     else:
         body, _extra = parse_json(raw, PortRequest)
     port, op = port_lifecycle.create(ctx, network_name=name, request=body)
@@ -79,6 +96,17 @@ def create_port(
         xml = port_to_xml(StoredPort.of(port))
         return Response(xml, status, headers, media_type="application/xml")
     return JSONResponse(_port_json(port, name), status_code=status, headers=headers)
+
+
+def _create_many(ctx: Ctx, name: str, raw: bytes, wait: float | None) -> JSONResponse:
+    requests = parse_json_list(raw, PortRequest, most=MAX_PORTS_PER_BRIDGE)
+    made, op = bulk_ports.create(ctx, network_name=name, requests=requests)
+    op = settle(ctx, op, wait)
+    if op.state in operations.FINISHED:
+        made = bulk_ports.reread(ctx, made)
+    body = {"operation": operation_view(op), "ports": [port_view(p, name) for p in made]}
+    status = 200 if op.state in operations.FINISHED else 202
+    return JSONResponse(jsonable_encoder(body), status_code=status)
 
 
 @router.get("/networks/{name}/ports")
