@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -124,13 +124,25 @@ class Domain(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+#: the ports whose tap name is taken on their host: not failed or released ones (no device)
+LIVE_TAP = "state NOT IN ('failed', 'released')"
+
+
 class Port(Base):
     """One connection to a network (libvirt's virNetworkPort) and the tap that realises it."""
 
     __tablename__ = "ports"
     __table_args__ = (
         UniqueConstraint("network_id", "mac"),
-        UniqueConstraint("host", "tap"),
+        # a failed port's tap name is free for a new port on its host (README, "Ports")
+        Index(
+            "uq_ports_host_tap_live",
+            "host",
+            "tap",
+            unique=True,
+            postgresql_where=text(LIVE_TAP),
+            sqlite_where=text(LIVE_TAP),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.conf.errors import InvalidDocument, Problem
+from app.conf.errors import InvalidDocument, Problem, error_location
 from app.services import retry
 from app.services.errors import (
     Conflict,
@@ -115,8 +115,8 @@ def problems_to_errors(
 def pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for err in errors:
-        loc = [p for p in err.get("loc", ()) if p != "body"]
-        message = err.get("msg", "invalid")
+        full, message = error_location(err)
+        loc = [p for p in full if p != "body"]
         if err.get("type") == "extra_forbidden":
             message = "unknown field; check its spelling against the API reference"
         out.append({"field": field_path(loc), "message": message})

@@ -28,6 +28,7 @@ from app.cli.client_api import (
     Deadline,
     OperationFailed,
     api_path,
+    check_operation,
     poll_until,
     wait_operation,
 )
@@ -165,7 +166,11 @@ def run_action(
     there is nothing to wait for, as with a 204). A failed operation raises OperationFailed.
     """
     if not waiting.enabled:
-        return api.call(method, path, **request)
+        answer = api.call(method, path, **request)
+        operation = operation_of(answer) if answer is not None else None
+        if operation is not None:  # it may have ended already, and not as asked
+            check_operation(operation)
+        return answer
     deadline = Deadline(waiting.timeout)
     with Progress(label):
         answer = api.call(

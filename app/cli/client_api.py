@@ -404,8 +404,12 @@ def wait_operation(api: Api, operation: Mapping[str, Any], deadline: Deadline) -
         deadline=deadline,
         describe=describe,
     )
-    if done["state"] in ("failed", "refused"):
-        raise OperationFailed(
-            f"{describe(done)} {done['state']}: {done.get('error') or 'no reason given'}", done
-        )
-    return done
+    return check_operation(done)
+
+
+def check_operation(op: dict[str, Any]) -> dict[str, Any]:
+    """``op`` unless it ended without doing what was asked: then OperationFailed."""
+    if op.get("state") in ("failed", "refused"):
+        what = f"operation {op['id']} ({op.get('kind')} of {op.get('target')})"
+        raise OperationFailed(f"{what} {op['state']}: {op.get('error') or 'no reason given'}", op)
+    return op

@@ -24,3 +24,22 @@ class Problem:
 
     loc: tuple[str | int, ...]
     msg: str
+
+
+class Misplaced(ValueError):
+    """A model validator's refusal of one field below the model: ``loc`` (relative to the
+    model) reaches the error's location, so JSON and XML bodies name that field each in its
+    own way (``interfaces.1.mac``, ``/domain/devices/interface[2]/mac/@address``)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def error_location(err: Any) -> tuple[tuple[str | int, ...], str]:
+    """A pydantic error's full location and its message without pydantic's prefix."""
+    loc = tuple(err.get("loc", ()))
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, Misplaced):
+        loc += cause.loc
+    return loc, str(err.get("msg", "invalid")).removeprefix("Value error, ")

@@ -28,11 +28,12 @@ def create(
     network = ports.network_for_ports(ctx, network_name)
     existing = _existing(ctx, network, requests)
     made: list[Port] = []
+    room = ports.Room()
     for index, request in enumerate(requests):
         if request.id is not None and str(request.id) in existing:
             continue
         try:
-            made.append(ports.allocate(ctx, network=network, request=request))
+            made.append(ports.allocate(ctx, network=network, request=request, room=room))
         except ServiceError as exc:
             problems = [Problem((index, *p.loc), p.msg) for p in exc.problems]
             raise type(exc)(f"item {index}: {exc.detail}", problems=problems) from None

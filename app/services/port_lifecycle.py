@@ -135,10 +135,14 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
         port.state = "plugged"  # left alone: a process holds its tap (or a sibling's) open
         port.error = error
         return
-    if port.state == "unplugging":
+    if port.state == "unplugging" or (before == "failed" and state == "absent"):
         if state == "absent":
             port.state = "released"
         port.error = error
+    elif before == "failed" and state == "plugged" and (owner := _tap_taken(ctx, port)):
+        # a late plug of a failed port whose name a newer port took: it stays failed (the
+        # next full resend removes its device, which is no longer wanted)
+        port.error = f"tap {port.tap} was given to port {owner} after this port's plug failed"
     else:
         port.state = state if state in ("plugged", "failed") else port.state
         port.error = error
@@ -156,6 +160,18 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
             bridge=port.bridge,
             error=error,
         )
+
+
+def _tap_taken(ctx: Ctx, port: Port) -> str | None:
+    """The id of another port on ``port``'s host that holds its tap name, if one does."""
+    return ctx.db.scalar(
+        select(Port.id).where(
+            Port.host == port.host,
+            Port.tap == port.tap,
+            Port.id != port.id,
+            Port.state.not_in(ports.GONE),
+        )
+    )
 
 
 def finish(ctx: Ctx, op: Operation, refused: list[str] | None = None) -> None:

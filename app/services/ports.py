@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, or_, select, text
@@ -20,6 +22,8 @@ from app.services.vlan import vlan_refusal
 
 MAX_PORTS_PER_BRIDGE = 1023  # the kernel's limit: the 1024th gets "Exchange full"
 TAP_PREFIX = "vnet"
+#: ports with no device on their host, whose tap names are free (models.LIVE_TAP)
+GONE = ("failed", "released")
 
 
 def lock_host(ctx: Ctx, name: str) -> Host:
@@ -41,8 +45,21 @@ def lock_host(ctx: Ctx, name: str) -> Host:
     return host
 
 
-def lowest_free_tap(used: set[str]) -> str:
-    index = 0
+@dataclass
+class Room:
+    """What one bulk allocation has read already: each host is locked and read once, and
+    the ports it adds are counted here instead of read back (one query per host, not per
+    port). Built by ``allocate`` on a host's first port; only for one transaction."""
+
+    hosts: dict[str, Host] = field(default_factory=dict)
+    used: dict[str, set[str]] = field(default_factory=dict)
+    per_bridge: Counter[tuple[str, str]] = field(default_factory=Counter)
+    macs: dict[str, tuple[str, str]] = field(default_factory=dict)  # on the network
+    next_tap: dict[str, int] = field(default_factory=dict)
+
+
+def lowest_free_tap(used: set[str], start: int = 0) -> str:
+    index = start
     while f"{TAP_PREFIX}{index}" in used:
         index += 1
     return f"{TAP_PREFIX}{index}"
@@ -58,12 +75,28 @@ def _portgroup(definition: NetworkDefinition, name: str | None) -> Any:
 
 
 def _check_room(
-    ctx: Ctx, *, host: str, bridge: str, network: Network | None, mac: str, tap: str | None
+    ctx: Ctx,
+    *,
+    host: str,
+    bridge: str,
+    network: Network | None,
+    mac: str,
+    tap: str | None,
+    room: Room | None = None,
 ) -> str:
     """Every per-host and per-network rule in one query; returns the tap name to use."""
+    if room is not None:
+        return _check_room_bulk(ctx, room, host=host, bridge=bridge, network=network, mac=mac)
     same_host = Port.host == host
     query = select(
-        Port.host, Port.tap, Port.bridge, Port.network_id, Port.mac, Port.id, Port.owner_name
+        Port.host,
+        Port.tap,
+        Port.bridge,
+        Port.network_id,
+        Port.mac,
+        Port.id,
+        Port.owner_name,
+        Port.state,
     )
     if network is not None:
         query = query.where(or_(same_host, and_(Port.network_id == network.id, Port.mac == mac)))
@@ -76,7 +109,8 @@ def _check_room(
                 f"MAC {mac} is already used on network {network.name!r} by port "
                 f"{row.id} (owner {row.owner_name!r})"
             )
-    on_host = [row for row in rows if row.host == host]
+    # a failed port has no device (its host rolled the plug back): its name is free again
+    on_host = [row for row in rows if row.host == host and row.state not in GONE]
     if sum(row.bridge == bridge for row in on_host) >= MAX_PORTS_PER_BRIDGE:
         raise Conflict(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
@@ -88,6 +122,44 @@ def _check_room(
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
     return tap or lowest_free_tap(used)
+
+
+def _check_room_bulk(
+    ctx: Ctx, room: Room, *, host: str, bridge: str, network: Network | None, mac: str
+) -> str:
+    """``_check_room``'s rules against what ``room`` read (once per host) and added since."""
+    if host not in room.used:
+        query = select(Port.host, Port.tap, Port.bridge, Port.network_id, Port.mac, Port.id)
+        query = query.add_columns(Port.owner_name)
+        if network is not None:
+            query = query.where(or_(Port.host == host, Port.network_id == network.id))
+        else:
+            query = query.where(Port.host == host)
+        from app.services.migration import reserved_taps
+
+        room.used[host] = reserved_taps(ctx, host)
+        for row in ctx.db.execute(query):
+            if network is not None and row.network_id == network.id:
+                room.macs.setdefault(row.mac, (row.id, row.owner_name))
+            if row.host == host:
+                room.used[host].add(row.tap)
+                room.per_bridge[host, row.bridge] += 1
+    if network is not None and mac in room.macs:
+        other, owner = room.macs[mac]
+        raise Conflict(
+            f"MAC {mac} is already used on network {network.name!r} by port {other} "
+            f"(owner {owner!r})"
+        )
+    if room.per_bridge[host, bridge] >= MAX_PORTS_PER_BRIDGE:
+        raise Conflict(
+            f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
+            "the most a Linux bridge takes"
+        )
+    tap = lowest_free_tap(room.used[host], room.next_tap.get(host, 0))
+    room.next_tap[host] = int(tap.removeprefix(TAP_PREFIX)) + 1
+    room.used[host].add(tap)
+    room.per_bridge[host, bridge] += 1
+    return tap
 
 
 def network_for_ports(ctx: Ctx, name: str) -> Network:
@@ -109,12 +181,19 @@ def allocate(
     tap: str | None = None,
     domain_id: int | None = None,
     guest: dict[str, Any] | None = None,
+    room: Room | None = None,
 ) -> Port:
     """Reserve a port (tap name, MAC) in the open transaction; nothing is sent yet.
 
     ``guest`` is what the guest side needs beyond a tap: a container's namespace and
-    interface name (a veth pair then), a VM's queue count."""
-    host = lock_host(ctx, request.host)
+    interface name (a veth pair then), a VM's queue count. ``room``: a bulk allocation's
+    cache (its caller checked the ids, and adds each port's MAC to it)."""
+    if room is None:
+        host = lock_host(ctx, request.host)
+    elif request.host in room.hosts:
+        host = room.hosts[request.host]
+    else:
+        host = room.hosts[request.host] = lock_host(ctx, request.host)
     plug_type = "bridge"  # a domain's <interface type='bridge'>
     mtm, mtu, vlan, portgroup = "kernel", request.mtu, request.vlan, None
     live, pg = None, None
@@ -139,9 +218,13 @@ def allocate(
         port_qos.check_floor(
             ctx, network_id=network.id, live=live, host=request.host, mac=mac, new=bandwidth
         )
-    tap = _check_room(ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap)
+    tap = _check_room(
+        ctx, host=request.host, bridge=bridge, network=network, mac=mac, tap=tap, room=room
+    )
     port_id = str(request.id or uuid.uuid4())
-    if request.id is not None and ctx.db.get(Port, port_id) is not None:
+    if room is not None:
+        room.macs[mac] = (port_id, request.owner.name)
+    elif request.id is not None and ctx.db.get(Port, port_id) is not None:
         raise Conflict(f"a port with id {port_id} already exists")
     port = Port(
         id=port_id,
@@ -224,7 +307,8 @@ def unplug(
     op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
     for port in port_list:
         port.spec = {**port.spec, "keep_busy": keep_busy}
-        port.state = "unplugging"
+        if port.state != "failed":  # a failed one stays so (its tap name is not taken back)
+            port.state = "unplugging"
         port.generation += 1
         operations.take_over(ctx, port, op, reason=reason)
     send(ctx, port_list, present=False)

@@ -217,9 +217,12 @@ def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
         _with_overlay(host_spec(n), overlay.host_states(ctx, n) if n.vni else {}, host)
         for n in specs
     ]
+    # a failed port is not plugged again (a new request asks for that): the host removes
+    # any device of it as a leftover, and its tap name may belong to a newer port already
     port_specs = [
         ports.host_port(p, present=p.state not in ("unplugging", "released"))
         for p in port_queries.host_ports(ctx, host)
+        if p.state != "failed"
     ]
     ctx.outbox.add(
         RECONCILE_HOST, ReconcileHost(networks=network_specs, ports=port_specs), host_queue(host)

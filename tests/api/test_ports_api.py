@@ -147,7 +147,7 @@ def test_domain_definitions(client: TestClient, active_net: str) -> None:
                 "name": "x",
                 "interfaces": [{"type": "bridge", "source": {"bridge": "b"}, "target": "vnet7"}],
             },
-            "interfaces.0",
+            "interfaces.0.target",
         ),
         (
             {
@@ -158,7 +158,7 @@ def test_domain_definitions(client: TestClient, active_net: str) -> None:
                 ]
                 * 2,
             },
-            "(document)",
+            "interfaces.1.mac",
         ),
     ]
     for body_, field in bad:

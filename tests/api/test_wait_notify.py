@@ -71,10 +71,9 @@ def test_a_waiting_request_is_woken_by_the_notification(
     waiter = threading.Thread(target=post)
     waiter.start()
     with psycopg.connect(dsn(settings), autocommit=True) as probe:
-        # this database only: test runs of other branches may share the server
         query = (
-            "SELECT query FROM pg_stat_activity "
-            "WHERE application_name = %s AND datname = current_database()"
+            "SELECT query FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()"
         )
         for _ in range(200):
             rows = probe.execute(query, (op_notify.APPLICATION,)).fetchall()

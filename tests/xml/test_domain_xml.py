@@ -135,7 +135,7 @@ BAD = [
     ("no-source", domain("<interface type='network'/>"), I1, 6, "source.network"),
     ("mac", user("<mac address='01:00:5e:00:00:01'/>"), f"{I1}/mac/@address", 6, "unicast"),
     ("two-macs", user(MAC1 + MAC2), f"{I1}/mac", 6, "only once"),
-    ("shared-mac", domain(NET, BRIDGED), D, 1, "share a MAC"),
+    ("shared-mac", domain(NET, BRIDGED), f"{D}/devices/interface[2]/mac/@address", 7, "a MAC"),
     ("mtu", user("<mtu size='big'/>"), f"{I1}/mtu/@size", 6, "whole number"),
     ("vlan-tag", user("<vlan><tag id='5000'/></vlan>"), f"{I1}/vlan/tag[1]/@id", 6, "4095"),
     (
@@ -145,7 +145,13 @@ BAD = [
         6,
         "colour",
     ),
-    ("floor", user("<bandwidth><inbound floor='5'/></bandwidth>"), I1, 6, "floor"),
+    (
+        "floor",
+        user("<bandwidth><inbound floor='5'/></bandwidth>"),
+        f"{I1}/bandwidth/inbound/@floor",
+        6,
+        "'network'",
+    ),
     ("target", user("<target dev='a/b'/>"), f"{I1}/target/@dev", 6, "'/'"),
     ("no-host", domain(), "?host", None, "?host="),
 ]

@@ -319,6 +319,11 @@ def unplug_many(
         if isinstance(link, KernelError):
             results[pos] = link
         elif link is not None:
+            found_owner = links.owner_of(link)
+            if found_owner and found_owner != ref.owner and links.device_kind(link) == "tap":
+                # the name went to another port (that of a failed plug is free again): this
+                # port's device is gone, and the other's is left alone
+                continue
             try:
                 links.require_owned(link, ref.owner, "tap", f"unplugging {ref.tap}")
             except DeviceConflict as exc:

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AfterValidator, Field, model_validator
 
 from app.conf.common import HostName, IfName, JsonObject, MacAddress, Name, Strict
+from app.conf.errors import Misplaced
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
 from app.conf.parts import rule_breaks
 from app.conf.xml.safe import Refused, parse
@@ -17,12 +18,22 @@ def _libvirt_rules(vlan: Vlan | None, bw: Bandwidth | None, vport: VirtualPort |
     breaks = rule_breaks(vlan, bw, vport)
     if breaks:
         loc, message = breaks[0]
-        raise ValueError(f"{'.'.join(map(str, loc))}: {message}")
+        raise Misplaced(loc, message)
+
+
+def _repeat(values: list[str | None], among: set[str | None]) -> int | None:
+    """The index of the first value of ``among`` that an earlier one repeats."""
+    for j, value in enumerate(values):
+        if value in among and value in values[:j]:
+            return j
+    return None
 
 
 def _no_reserved_tap(name: str | None) -> None:
     if name is not None and name.startswith("vnet"):
-        raise ValueError("tap names starting with 'vnet' are reserved for automatic allocation")
+        raise Misplaced(
+            ("target",), "tap names starting with 'vnet' are reserved for automatic allocation"
+        )
 
 
 #: libvirt 9.0's interface types (virDomainNetType); all are stored, only some are realised
@@ -94,7 +105,9 @@ class InterfaceDef(Strict):
         _libvirt_rules(self.vlan, self.bandwidth, self.virtualport)
         inbound = self.bandwidth.inbound if self.bandwidth else None
         if inbound is not None and inbound.floor is not None and self.type != "network":
-            raise ValueError("bandwidth.inbound.floor: only an interface of type 'network' has one")
+            raise Misplaced(
+                ("bandwidth", "inbound", "floor"), "only an interface of type 'network' has one"
+            )
         return self
 
 
@@ -136,17 +149,26 @@ class DomainDefinition(Strict):
     def _distinct(self) -> DomainDefinition:
         # libvirt lets interfaces share a MAC; virtnet keys ports by MAC, so an interface it
         # plugs must have its own (those it does not plug may repeat one, as libvirt allows)
-        macs = [i.mac for i in self.interfaces if i.mac]
-        plugged = {i.mac for i in self.interfaces if i.mac and i.type in REALISED_TYPES}
-        if any(macs.count(mac) > 1 for mac in plugged):
-            raise ValueError("two interfaces of one domain cannot share a MAC address")
-        targets = [i.target for i in self.interfaces if i.target]
-        if len(targets) != len(set(targets)):
-            raise ValueError("two interfaces of one domain cannot share a target device")
-        guests = [i.guest for i in self.interfaces if i.guest]
-        if len(guests) != len(set(guests)):
-            raise ValueError("two interfaces of one container cannot share a guest name")
-        if self.type != "lxc" and (self.netns is not None or guests):
+        macs = [i.mac for i in self.interfaces]
+        plugged: set[str | None] = {i.mac for i in self.interfaces if i.type in REALISED_TYPES}
+        plugged.discard(None)
+        if (j := _repeat(macs, plugged)) is not None:
+            raise Misplaced(
+                ("interfaces", j, "mac"), "two interfaces of one domain cannot share a MAC address"
+            )
+        targets = [i.target for i in self.interfaces]
+        if (j := _repeat(targets, set(targets) - {None})) is not None:
+            raise Misplaced(
+                ("interfaces", j, "target"),
+                "two interfaces of one domain cannot share a target device",
+            )
+        guests = [i.guest for i in self.interfaces]
+        if (j := _repeat(guests, set(guests) - {None})) is not None:
+            raise Misplaced(
+                ("interfaces", j, "guest"),
+                "two interfaces of one container cannot share a guest name",
+            )
+        if self.type != "lxc" and (self.netns is not None or any(guests)):
             raise ValueError("netns and interfaces' guest names are for containers (type lxc)")
         if self.type == "lxc" and any(i.queues for i in self.interfaces):
             raise ValueError("queues are for virtual machines' taps, not containers' veths")

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.conf.errors import error_location
 from app.conf.network.format import format_network
 from app.conf.network.model import NetworkDefinition
 from app.conf.network.parse import read_network
@@ -28,9 +29,7 @@ def read_network_xml(raw: bytes) -> tuple[NetworkDefinition, Findings]:
     try:
         definition = NetworkDefinition.model_validate(document)
     except ValidationError as exc:
-        errors = [
-            error(found, e["loc"], e["msg"].removeprefix("Value error, ")) for e in exc.errors()
-        ]
+        errors = [error(found, *error_location(e)) for e in exc.errors()]
         raise refuse(errors) from None
     problems = definition_problems(definition)
     if problems:

@@ -12,7 +12,7 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from app.conf.errors import InvalidDocument
+from app.conf.errors import InvalidDocument, error_location
 from app.conf.xml import safe
 from app.conf.xml.reader import Findings
 
@@ -46,7 +46,7 @@ def located(found: Findings, exc: ValidationError, skip: tuple[str, ...] = ()) -
     ``skip``: the tags pydantic puts in a location inside a tagged union (a plug's type).
     """
     messages = [
-        (tuple(p for p in e["loc"] if p not in skip), e["msg"].removeprefix("Value error, "))
-        for e in exc.errors()
+        (tuple(p for p in loc if p not in skip), message)
+        for loc, message in map(error_location, exc.errors())
     ]
     return refuse([error(found, loc, message) for loc, message in messages])
