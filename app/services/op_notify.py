@@ -59,6 +59,7 @@ class Listener:
         self._lock = threading.Lock()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._ready = threading.Event()
+        self._tried = threading.Event()  # the first connection attempt is over, either way
         threading.Thread(target=self._run, name=APPLICATION, daemon=True).start()
 
     @contextmanager
@@ -67,8 +68,11 @@ class Listener:
         with self._lock:
             self._waiters.setdefault(op_id, []).append(woken)
         try:
-            # registered before the caller reads the row: a finish after that read wakes us
-            self._ready.wait(ready_within)
+            # registered before the caller reads the row: a finish after that read wakes us.
+            # Only a process's first wait waits for the connection; while it is being
+            # re-made (the database restarting), waiters just poll.
+            if not self._tried.is_set():
+                self._ready.wait(ready_within)
             yield woken
         finally:
             with self._lock:
@@ -87,6 +91,7 @@ class Listener:
                 loud = self._ready.is_set() or not quiet  # once per outage
                 log.log(logging.WARNING if loud else logging.DEBUG, "operations listener: %s", exc)
                 quiet = True
+            self._tried.set()
             self._ready.clear()
             self._wake_all()  # what was notified while down may have been missed
             threading.Event().wait(1.0)
@@ -97,6 +102,8 @@ class Listener:
         ) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
             self._ready.set()
+            self._tried.set()
+            self._wake_all()  # what ended while it was (re)connecting was not heard
             for note in conn.notifies():
                 with self._lock:
                     waiting = self._waiters.get(note.payload, [])
