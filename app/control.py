@@ -119,6 +119,7 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                     generation=report.generation,
                     state=report.state,
                     error=report.error,
+                    error_code=report.error_code,
                 ),
                 what="realisation report",
             )
@@ -127,7 +128,7 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
     def report_ports(self: Any, **message: Any) -> None:
         if (report := read(self, PortsReport, message)) is None:
             return
-        results = [r.model_dump() for r in report.results]
+        results = [r.wire() for r in report.results]
         with sessions() as session:
             retry.run(  # a deadlock or a port changed meanwhile: the report is applied again
                 ctx_for(session),

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.conf.port.actual import StoredPort, actual
 from app.models import Domain, Operation, Port
+from app.services.port_lifecycle import ERROR_CODE
 
 
 def port_view(port: Port, network: str | None) -> dict[str, Any]:
@@ -22,6 +23,8 @@ def port_view(port: Port, network: str | None) -> dict[str, Any]:
         },
         "state": port.state,
         "error": port.error,
+        #: what kind of host failure ``error`` is (app.messages.HostErrorCode), if a host's
+        "error_code": port.spec.get(ERROR_CODE) if port.error else None,
         "revision": port.generation,
         "operation_id": port.operation_id,
         "actual": actual(StoredPort.of(port)),

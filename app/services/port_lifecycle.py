@@ -20,6 +20,9 @@ from app.services import (
 from app.services.context import Ctx
 from app.services.errors import Conflict
 
+#: key in ``Port.spec``: the code of the host error in ``Port.error`` (HostErrorCode)
+ERROR_CODE = "error_code"
+
 
 def race(what: str) -> str:
     return f"{what} was taken by a request made at the same time; retry"
@@ -130,6 +133,9 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
 
 def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
     state, error = result["state"], result.get("error")
+    code = result.get("error_code") if error else None
+    if port.spec.get(ERROR_CODE) != code:  # what kind of failure (app.messages.HostErrorCode)
+        port.spec = {**port.spec, ERROR_CODE: code}
     before = port.state
     if port.state == "unplugging" and state == "busy":
         port.state = "plugged"  # left alone: a process holds its tap (or a sibling's) open
@@ -159,6 +165,7 @@ def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
             mac=port.mac,
             bridge=port.bridge,
             error=error,
+            error_code=code,
         )
 
 

@@ -41,11 +41,11 @@ def host_spec(network: Network) -> NetworkSpec:
         "generation": network.generation,
         "uuid": network.uuid,
         "name": network.name,
-        "mode": live.get("forward", {}).get("mode", "none"),
+        "mode": live.get("forward", {}).get("mode"),  # a null: the default (app.messages)
         "bridge": bridge.get("name", network.bridge),
-        "stp": bridge.get("stp", True),
-        "delay": bridge.get("delay", 0),
-        "mac_table_manager": bridge.get("mac_table_manager", "kernel"),
+        "stp": bridge.get("stp"),
+        "delay": bridge.get("delay"),
+        "mac_table_manager": bridge.get("mac_table_manager"),
         "mac": live.get("mac"),
         "mtu": live.get("mtu"),
         "bandwidth": live.get("bandwidth"),
@@ -132,7 +132,14 @@ def realisations(ctx: Ctx, network_id: int) -> list[Realisation]:
 
 
 def record_report(
-    ctx: Ctx, *, host: str, network_id: int, generation: int, state: str, error: str | None
+    ctx: Ctx,
+    *,
+    host: str,
+    network_id: int,
+    generation: int,
+    state: str,
+    error: str | None,
+    error_code: str | None = None,
 ) -> None:
     """A host says how realising one network went; reports about an older run are dropped."""
     # the network's row first, as every writer of a network and its rows locks them
@@ -147,7 +154,13 @@ def record_report(
         ctx.db.add(row)
     if (row.state, row.error) != (state, error):
         events.publish(
-            ctx, "network.realised", f"network/{network.name}", host=host, state=state, error=error
+            ctx,
+            "network.realised",
+            f"network/{network.name}",
+            host=host,
+            state=state,
+            error=error,
+            error_code=error_code,
         )
     row.state, row.error = state, error
     ctx.db.flush()

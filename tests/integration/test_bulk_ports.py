@@ -100,5 +100,8 @@ def test_a_host_failure_is_reported_per_port(cluster: Cluster, net: dict[str, st
     assert list(failed) == [("h2", "vnet1")], states
     assert failed["h2", "vnet1"][0] == "failed" and failed["h2", "vnet1"][1]
     assert "vnet1" in body["operation"]["error"]
+    codes = {(p["host"], p["actual"]["tap"]): p["error_code"] for p in body["ports"]}
+    assert codes.pop(("h2", "vnet1")) == "device_conflict"  # app.messages.HostErrorCode
+    assert set(codes.values()) == {None}
     assert set(on_bridge(net["h1"])) == {"vnet0", "vnet1", "vnet2"}
     assert set(on_bridge(net["h2"])) == {"vnet0", "vnet2"}

@@ -139,6 +139,7 @@ def test_every_kind_arrives_once_in_order_and_replays(
     assert by_kind["network.started"]["subject"] == "network/ev"
     assert by_kind["port.plugged"]["data"]["tap"] == "vnet0"
     assert "nosuchbr0" in by_kind["port.failed"]["data"]["error"]
+    assert by_kind["port.failed"]["data"]["error_code"] == "bridge_missing"
     assert by_kind["host.down"]["subject"] == "host/h2"
 
     # a client that saw up to the domain start reconnects and gets exactly the rest
