@@ -29,13 +29,21 @@ HOST = "h1"
 NETWORK = "flt"
 BRIDGE = "vnflt0"
 #: short loops so that faults heal in seconds: heartbeats, the periodic full resend, the
-#: deadline after which an operation on a host that stays down ends
+#: deadline after which an operation on a host that stays down ends. A host is down only
+#: after 10 s of silence: longer than any fault here lasts, so that no fault heals through a
+#: host going down and up again (that resends everything and would hide a lost message)
 HEARTBEAT_SECONDS = 0.5
-MISSED_HEARTBEATS = 6
+MISSED_HEARTBEATS = 20
 RESYNC_SECONDS = 1
 OPERATION_DEADLINE_SECONDS = 20
 
 Wanted = Callable[[dict[str, Any]], bool]
+
+
+def decode(message: dict[str, Any]) -> dict[str, Any]:
+    """A Celery message as kombu stores it in Redis: its task name and [args, kwargs, embed]."""
+    body = json.loads(base64.b64decode(message["body"]))
+    return {"task": message["headers"]["task"], "body": body}
 
 
 class FaultCluster(Cluster):
@@ -203,12 +211,29 @@ class Rig:
             raw = client.lrange(queue, 0, -1)
         finally:
             client.close()
-        out = []
-        for item in raw:
-            message = json.loads(item)
-            body = json.loads(base64.b64decode(message["body"]))
-            out.append((item, {"task": message["headers"]["task"], "body": body}))
-        return out
+        return [(item, decode(json.loads(item))) for item in raw]
+
+    def kill_holding(self, key: str, unacked: str, wanted: Wanted, timeout: float = 10) -> Any:
+        """SIGKILL worker ``key`` while it holds a ``wanted`` message it took and has not
+        acknowledged (kombu keeps those in the hash ``unacked``): stopped the moment one shows
+        there, killed if it still holds it; the message it took along."""
+        client = self.redis.client()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for tag, raw in client.hgetall(unacked).items():
+                    message = decode(json.loads(raw)[0])
+                    if not wanted(message):
+                        continue
+                    self.c.signal(key, signal.SIGSTOP)
+                    if client.hexists(unacked, tag):
+                        self.c.kill(key, signal.SIGKILL)
+                        return message
+                    self.c.signal(key, signal.SIGCONT)  # done with it already: the next one
+                time.sleep(0.001)
+        finally:
+            client.close()
+        raise AssertionError(f"{key} took no wanted message within {timeout} s")
 
     def drop(
         self, queue: str, wanted: Callable[[dict[str, Any]], bool], timeout: float = 10
