@@ -11,42 +11,16 @@ the secret or another host's key. `virtnet host-key NAME` prints a host's key.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from app.config import Settings
+from app.messages.signing import SIGNATURE, host_key, sign, verified_host
 
-SIGNATURE = "signature"
+__all__ = ["SIGNATURE", "host_key", "sign", "verified_host"]
+
 SECRET_FILE = "report-secret"
-
-
-def host_key(secret: str, host: str) -> str:
-    label = f"virtnet host key\0{host}".encode()
-    return hmac.new(secret.encode(), label, hashlib.sha256).hexdigest()
-
-
-def _digest(key: str, task: str, kwargs: dict[str, Any]) -> str:
-    payload = json.dumps([task, kwargs], sort_keys=True, separators=(",", ":"))
-    return hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
-
-
-def sign(key: str, task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {**kwargs, SIGNATURE: _digest(key, task, kwargs)}
-
-
-def verified_host(secret: str, task: str, kwargs: dict[str, Any]) -> str | None:
-    """The host that signed this message if it is the host the message names, else None."""
-    claims = {k: v for k, v in kwargs.items() if k != SIGNATURE}
-    signature, host = kwargs.get(SIGNATURE), claims.get("host")
-    if not isinstance(signature, str) or not isinstance(host, str):
-        return None
-    expected = _digest(host_key(secret, host), task, claims)
-    return host if hmac.compare_digest(expected, signature) else None
 
 
 def report_secret(settings: Settings, *, create: bool = False) -> str | None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from celery import Celery
 
-from app.host_identity import sign
 from app.messages import (
     AppliedReport,
     ApplyPorts,
@@ -50,6 +49,7 @@ from app.messages.names import (
     SYNC_OVERLAY,
 )
 from app.messages.reports import PortState
+from app.messages.signing import sign
 from workers import network_services, overlay
 from workers.kernel import KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
