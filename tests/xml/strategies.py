@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 from lxml import etree
 
+from app.conf.ifname import ifname_problem
 from app.conf.network.model import LEASE_UNIT_SECONDS
 
 Doc = dict[str, Any]
@@ -34,8 +35,9 @@ text = st.text(
 line = text.map(lambda s: s.replace("\n", " "))
 word = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8)
 dns_name = st.lists(word, min_size=1, max_size=3).map(".".join)
+#: names the kernel takes (dev_valid_name, and not one of the reserved "all", "default", "lo")
 ifname = st.text(string.ascii_lowercase + string.digits + "-_.", min_size=1, max_size=15).filter(
-    lambda s: s not in (".", "..")
+    lambda s: ifname_problem(s) is None
 )
 name = st.from_regex(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,20}", fullmatch=True)
 ipv4 = st.ip_addresses(v=4).map(str)
