@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, text
 
 from app.conf.common import random_mac
+from app.conf.errors import Problem
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.model import PortRequest
 from app.messages import ApplyPorts, HostPort
@@ -71,7 +72,8 @@ def _portgroup(definition: NetworkDefinition, name: str | None) -> Any:
     for pg in definition.portgroups:
         if pg.name == name:
             return pg
-    raise Invalid(f"network {definition.name!r} has no portgroup {name!r}")
+    message = f"network {definition.name!r} has no portgroup {name!r}"
+    raise Invalid(message, problems=[Problem(("portgroup",), message)])
 
 
 def _check_room(

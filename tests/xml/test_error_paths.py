@@ -48,6 +48,9 @@ def test_port_errors_name_json_or_xml_paths(client: TestClient, api_settings: Se
     assert as_xml("<bandwidth><inbound average='-1'/></bandwidth>") == [
         "/networkport/bandwidth/inbound/@average"
     ]
+    # a rule checked against the network, after parsing, names its field the same way
+    assert as_json(host="hostA", portgroup="nope") == ["portgroup"]
+    assert as_xml("<group>nope</group>") == ["/networkport/group"]
 
 
 def test_domain_errors_name_json_or_xml_paths(client: TestClient, api_settings: Settings) -> None:

@@ -59,8 +59,11 @@ XmlHost = Annotated[
 ]
 
 
-def _xml_request(ctx: Ctx, name: str, raw: bytes, host: str | None) -> PortRequest:
+def _xml_request(
+    request: Request, ctx: Ctx, name: str, raw: bytes, host: str | None
+) -> PortRequest:
     parsed = parse_networkport(raw)  # a hostile or broken body is refused before anything
+    request.state.xml_locate = parsed[1].locate  # errors name XML places (app/api/errors.py)
     network = ports.network_for_ports(ctx, name)
     live = NetworkDefinition.model_validate(network.live or network.definition)
     return port_request(parsed, host=host, network=live)
@@ -81,7 +84,7 @@ def create_port(
     host: XmlHost = None,
 ) -> Response:
     if sends_xml(request):
-        body = _xml_request(ctx, name, raw, host)
+        body = _xml_request(request, ctx, name, raw, host)
     elif raw.lstrip().startswith(b"["):
         return _create_many(ctx, name, raw, wait)
     else:

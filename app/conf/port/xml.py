@@ -244,6 +244,8 @@ def port_request(
     if errors:
         raise refuse(errors)
     found.where[("host",)] = Where("?host", None)
+    if ("group",) in found.where:  # the document's <group> is the request's portgroup
+        found.where[("portgroup",)] = found.where[("group",)]
     try:
         return PortRequest.model_validate(
             {
