@@ -64,17 +64,26 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def parse_json(
-    raw: bytes, model: type[Model], *, read_only: tuple[str, ...] = ()
-) -> tuple[Model, dict[str, Any]]:
-    """The document as ``model``, plus the read-only parts a GET-modify-PUT client sent back."""
+def _load_json(raw: bytes) -> Any:
+    """The body decoded, within the depth limit; refused as a problem otherwise."""
     try:
-        data = jsondoc.loads(raw)
+        return jsondoc.loads(raw)
     except jsondoc.TooDeep as exc:
         errors = [{"field": "(document)", "message": str(exc)}]
         raise InvalidDocument("invalid", str(exc), errors) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidDocument("malformed", f"the body is not valid JSON: {exc}") from None
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+
+
+def parse_json(
+    raw: bytes, model: type[Model], *, read_only: tuple[str, ...] = ()
+) -> tuple[Model, dict[str, Any]]:
+    """The document as ``model``, plus the read-only parts a GET-modify-PUT client sent back."""
+    data = _load_json(raw)
     if not isinstance(data, dict):
         raise InvalidDocument("invalid", "the body must be a JSON object")
     extras = {key: data.pop(key) for key in read_only if key in data}
@@ -83,20 +92,13 @@ def parse_json(
         return model.model_validate_json(json.dumps(data), strict=True), extras
     except ValidationError as exc:
         errors = pydantic_errors(exc.errors())
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
-        raise InvalidDocument("invalid", detail, errors) from None
+        raise InvalidDocument("invalid", _summary(errors), errors) from None
 
 
 def parse_json_list(raw: bytes, model: type[Model], *, most: int) -> list[Model]:
     """A JSON list of ``model`` documents, all valid or refused together; each error's field
     starts with its item's index (``3.mac``)."""
-    try:
-        data = jsondoc.loads(raw)
-    except jsondoc.TooDeep as exc:
-        deep = [{"field": "(document)", "message": str(exc)}]
-        raise InvalidDocument("invalid", str(exc), deep) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidDocument("malformed", f"the body is not valid JSON: {exc}") from None
+    data = _load_json(raw)
     if not isinstance(data, list) or not 1 <= len(data) <= most:
         detail = f"the body must be a JSON object or a list of 1 to {most} of them"
         raise InvalidDocument("invalid", detail, [{"field": "(document)", "message": detail}])
@@ -112,6 +114,5 @@ def parse_json_list(raw: bytes, model: type[Model], *, most: int) -> list[Model]
             found = [{**e, "loc": (index, *e.get("loc", ()))} for e in exc.errors()]
             errors += pydantic_errors(found)
     if errors:
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
-        raise InvalidDocument("invalid", detail, errors)
+        raise InvalidDocument("invalid", _summary(errors), errors)
     return items
