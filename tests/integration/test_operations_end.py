@@ -65,14 +65,6 @@ def ended(cluster: Cluster, op_id: str, timeout: float = 20) -> dict[str, Any]:
     )
 
 
-def taps(ns: str) -> dict[str, dict[str, Any]]:
-    return {
-        n: link
-        for n, link in readback.links(ns).items()
-        if link.get("linkinfo", {}).get("info_kind") == "tun"
-    }
-
-
 def test_a_silent_host_fails_the_operation_and_converges_when_back(
     cluster: Cluster, h1: str
 ) -> None:
@@ -91,7 +83,7 @@ def test_a_silent_host_fails_the_operation_and_converges_when_back(
         ),
         what=f"port plugged once h1 is back\n{cluster.logs()}",
     )
-    assert taps(h1)[port["actual"]["tap"]]["master"] == "vnoe0"
+    assert readback.taps(h1)[port["actual"]["tap"]]["master"] == "vnoe0"
 
 
 def test_a_delete_supersedes_the_plug_it_raced(cluster: Cluster, h1: str) -> None:
@@ -107,7 +99,7 @@ def test_a_delete_supersedes_the_plug_it_raced(cluster: Cluster, h1: str) -> Non
     unplug = ended(cluster, gone.json()["id"])
     assert unplug["state"] == "succeeded", unplug
     assert cluster.api.get(f"/v1/networks/lab/ports/{port['id']}").status_code == 404
-    assert not taps(h1)
+    assert not readback.taps(h1)
 
 
 def test_a_force_stop_cancels_the_plugs_it_cascades_away(cluster: Cluster, h1: str) -> None:
@@ -123,7 +115,7 @@ def test_a_force_stop_cancels_the_plugs_it_cascades_away(cluster: Cluster, h1: s
         assert not session.query(Operation).filter(Operation.state == "running").count()
     cluster.signal("h1", signal.SIGCONT)
     wait_for(lambda: "vnoe1" not in readback.links(h1), what="bridge removed")
-    wait_for(lambda: not taps(h1), what="taps removed")
+    wait_for(lambda: not readback.taps(h1), what="taps removed")
 
 
 def test_force_stop_and_undefine_racing_creates_leave_nothing_behind(
@@ -152,7 +144,7 @@ def test_force_stop_and_undefine_racing_creates_leave_nothing_behind(
 
     with httpx.Client(timeout=60) as client, ThreadPoolExecutor(4) as pool:
         creators = [pool.submit(allocate, client) for _ in range(4)]
-        wait_for(lambda: len(taps(h1)) >= 10, what="plugging under way")
+        wait_for(lambda: len(readback.taps(h1)) >= 10, what="plugging under way")
         stop = client.post(f"{base}/v1/networks/lab/stop?force=true", headers=headers)
         assert stop.status_code == 200, stop.text
         gone = client.delete(f"{base}/v1/networks/lab", headers=headers)
@@ -167,7 +159,7 @@ def test_force_stop_and_undefine_racing_creates_leave_nothing_behind(
 
     wait_for(settled, what="no port row left")
     wait_for(lambda: "vnoe2" not in readback.links(h1), what="bridge removed")
-    wait_for(lambda: not taps(h1), what=f"no tap left\n{taps(h1)}")
+    wait_for(lambda: not readback.taps(h1), what=f"no tap left\n{readback.taps(h1)}")
     with get_sessionmaker(cluster.settings.effective_database_url)() as session:
         running = session.query(Operation).filter(Operation.state == "running").all()
         assert not running, [(o.kind, o.target) for o in running]

@@ -34,14 +34,6 @@ def lv(cluster: Cluster, two_hosts: dict[str, str]) -> str:
     return two_hosts["h1"]
 
 
-def taps(ns: str) -> dict[str, dict[str, Any]]:
-    return {
-        n: link
-        for n, link in readback.links(ns).items()
-        if link.get("linkinfo", {}).get("info_kind") == "tun"
-    }
-
-
 def ports_by_state(cluster: Cluster) -> dict[str, int]:
     counts: dict[str, int] = {}
     for port in cluster.api.get("/v1/networks/lv/ports").json():
@@ -66,7 +58,7 @@ def test_plug_task_delivered_twice_leaves_one_tap_and_one_entry(cluster: Cluster
     # all three have; a domain start is such a later task
     cluster.api.post("/v1/domains", json={"name": "probe", "host": "h1", "interfaces": []})
     assert cluster.api.post("/v1/domains/probe/start?wait=10").status_code == 200
-    assert list(taps(lv)) == ["vnet0"]
+    assert list(readback.taps(lv)) == ["vnet0"]
     assert len(readback.static_entries(lv, "52:54:00:10:00:01")) == 1
 
 
@@ -87,7 +79,7 @@ def test_worker_killed_while_plugging_100_ports_converges(cluster: Cluster, lv: 
         r.text for r in replies if r.status_code != 202
     ][:3]
     cluster.signal("h1", signal.SIGCONT)
-    wait_for(lambda: len(taps(lv)) >= 5, what="plugging under way")
+    wait_for(lambda: len(readback.taps(lv)) >= 5, what="plugging under way")
     cluster.kill("h1", signal.SIGKILL)
     states = ports_by_state(cluster)
     assert states.get("plugging"), f"the kill came after every port was plugged: {states}"
@@ -97,7 +89,7 @@ def test_worker_killed_while_plugging_100_ports_converges(cluster: Cluster, lv: 
         timeout=60,
         what=f"100 plugged\n{cluster.logs()}",
     )
-    found = taps(lv)
+    found = readback.taps(lv)
     assert sorted(found) == sorted(f"vnet{i}" for i in range(100))
     assert all(link["master"] == "vnlv0" for link in found.values())
     statics = readback.static_entries(lv)

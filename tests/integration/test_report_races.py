@@ -26,14 +26,6 @@ def lv(cluster: Cluster, two_hosts: dict[str, str]) -> str:
     return two_hosts["h1"]
 
 
-def taps(ns: str) -> dict[str, dict[str, Any]]:
-    return {
-        n: link
-        for n, link in readback.links(ns).items()
-        if link.get("linkinfo", {}).get("info_kind") == "tun"
-    }
-
-
 def rows(cluster: Cluster, model: Any) -> list[Any]:
     with get_sessionmaker(cluster.settings.effective_database_url)() as session:
         found = list(session.query(model))
@@ -66,7 +58,7 @@ def test_delete_racing_plug_stays_deleted(cluster: Cluster, lv: str) -> None:
 
     wait_for(settled, timeout=60, what=f"every port gone\n{running_operations(cluster)}")
     # the kernel agrees: no tap is left on the host
-    wait_for(lambda: not taps(lv), timeout=20, what="no tap left")
+    wait_for(lambda: not readback.taps(lv), timeout=20, what="no tap left")
     assert not readback.static_entries(lv)
     # a restarted worker reconciles with the whole desired state: nothing comes back
     cluster.kill("h1")
@@ -74,7 +66,9 @@ def test_delete_racing_plug_stays_deleted(cluster: Cluster, lv: str) -> None:
     cluster.wait_hosts_up("h1")
     probe = cluster.api.post("/v1/networks/lv/ports?wait=20", json={"owner": OWNER, "host": "h1"})
     assert probe.status_code == 201 and probe.json()["state"] == "plugged", probe.text
-    assert sorted(taps(lv)) == ["vnet0"]  # the probe's: reconcile ran before it (FIFO queue)
+    assert sorted(readback.taps(lv)) == [
+        "vnet0"
+    ]  # the probe's: reconcile ran before it (FIFO queue)
     ops = {o.id: o for o in rows(cluster, Operation)}
     for _, plug_id, _ in pairs:
         plug = ops[plug_id]

@@ -28,6 +28,11 @@ def links(ns: str) -> dict[str, dict[str, Any]]:
     return {link["ifname"]: link for link in json.loads(out)}
 
 
+def taps(ns: str) -> dict[str, dict[str, Any]]:
+    """Every tap (tun/tap device) in the namespace, by name."""
+    return {n: x for n, x in links(ns).items() if x.get("linkinfo", {}).get("info_kind") == "tun"}
+
+
 def link(ns: str, name: str) -> dict[str, Any] | None:
     return links(ns).get(name)
 
