@@ -37,6 +37,16 @@ class RealisationView(BaseModel):
     overlay: OverlayHostView | None = None
 
 
+class GatewayView(BaseModel):
+    """An overlay network's gateway host: the one carrying its addresses, DHCP and NAT."""
+
+    host: str
+    #: its realisation's state, or: inactive (network stopped), missing (not registered, no
+    #: underlay, or not running the network yet), down
+    state: Literal["inactive", "pending", "active", "degraded", "failed", "missing", "down"]
+    reason: str | None = None
+
+
 class NetworkStatus(BaseModel):
     state: Literal["inactive", "starting", "active", "failed"]
     persistent: bool
@@ -44,6 +54,8 @@ class NetworkStatus(BaseModel):
     created_at: datetime
     updated_at: datetime
     hosts: list[RealisationView] = []
+    #: overlay networks with overlay.gateway_host only
+    gateway: GatewayView | None = None
     #: true when the definition shown is a stored one that differs from what is running
     inactive_view: bool = False
 
@@ -59,6 +71,7 @@ def network_view(
     *,
     inactive: bool = False,
     overlay: dict[str, dict[str, Any]] | None = None,
+    gateway: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     document = network.definition if inactive or network.live is None else network.live
     return {
@@ -71,6 +84,7 @@ def network_view(
             "created_at": network.created_at,
             "updated_at": network.updated_at,
             "inactive_view": bool(inactive and network.live and network.live != network.definition),
+            "gateway": gateway,
             "hosts": [
                 {
                     "host": r.host,

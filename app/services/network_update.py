@@ -99,8 +99,9 @@ def apply_live(ctx: Ctx, network: Network, document: dict[str, Any]) -> None:
     assert network.live is not None
     if upd.needs_restart(network.live, document):
         raise Conflict(
-            f"network {network.name!r}: only DHCP hosts and DNS hosts, TXT and SRV records "
-            "change on a running network; stop and start it for the other changes"
+            f"network {network.name!r}: only DHCP hosts, DNS hosts, TXT and SRV records and "
+            "an overlay's gateway host change on a running network; stop and start it for the "
+            "other changes"
         )
     network.live = document
     network.generation += 1

@@ -80,6 +80,13 @@ def host_states(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
             port_hosts.add(p.migration["target"])  # it gets broadcasts before the switch
     live = network.live or network.definition
     flood = live.get("bridge", {}).get("mac_table_manager", "kernel") != "libvirt"
+    # the gateway host answers for the network's addresses (DHCP, ARP, routing) even with no
+    # guest of its own: it gets broadcasts, and its bridge MAC has an entry everywhere else
+    gateway: str = overlay.get("gateway_host") or ""
+    at = hosts[gateway].underlay if gateway in members else None
+    gateway_mac = [(str(live["mac"]).lower(), at)] if at and live.get("mac") else []
+    if gateway_mac:
+        port_hosts.add(gateway)
     allowed = sorted({u for h in members if (u := hosts[h].underlay) is not None})
     states = {}
     for name in members:
@@ -88,9 +95,12 @@ def host_states(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
             {u for h in port_hosts if h != name and h in hosts and (u := hosts[h].underlay)}
         )
         remote = sorted(
-            [p.mac, hosts[p.host].underlay]
-            for p in ports
-            if p.host != name and p.host in hosts and p.fdb
+            [
+                [p.mac, hosts[p.host].underlay]
+                for p in ports
+                if p.host != name and p.host in hosts and p.fdb
+            ]
+            + [list(entry) for entry in gateway_mac if name != gateway]
         )
         state = {
             "network_id": network.id,

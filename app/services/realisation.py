@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -32,10 +33,15 @@ def network_state(host_states: list[str]) -> str:
     return "active" if any(s in REALISED for s in host_states) else "failed"
 
 
-def host_spec(network: Network) -> NetworkSpec:
-    """The whole desired state of one network on a host; the host looks nothing up."""
+def host_spec(network: Network, host: str) -> NetworkSpec:
+    """The whole desired state of one network on ``host``; the host looks nothing up.
+
+    An overlay network with a gateway host has its addresses, dnsmasq and forwarding rules
+    on that host only: the others get the L2 part (bridge, VXLAN) and a bridge MAC of their
+    own, so that the network's MAC, the gateway's, is on one host of the segment."""
     live = network.live or network.definition
     bridge = live.get("bridge", {})
+    l2_only = gateway_of(network) not in (None, host)
     spec = {
         "network_id": network.id,
         "generation": network.generation,
@@ -46,18 +52,72 @@ def host_spec(network: Network) -> NetworkSpec:
         "stp": bridge.get("stp"),
         "delay": bridge.get("delay"),
         "mac_table_manager": bridge.get("mac_table_manager"),
-        "mac": live.get("mac"),
+        "mac": host_mac(network, host) if l2_only else live.get("mac"),
         "mtu": live.get("mtu"),
         "bandwidth": live.get("bandwidth"),
         "vni": (overlay.overlay_of(network) or {}).get("vni"),
     }
     definition = NetworkDefinition.model_validate(live)
-    return NetworkSpec.read({**spec, **_ip_spec(definition, spec["bridge"], network.uuid)})
+    ip_spec = _ip_spec(definition, spec["bridge"], network.uuid, l2_only=l2_only)
+    return NetworkSpec.read({**spec, **ip_spec})
 
 
-def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str) -> dict[str, Any]:
-    """Addresses, dnsmasq files and forwarding rules of a network whose bridge virtnet owns."""
-    if d.forward.mode == "bridge":
+def gateway_of(network: Network) -> str | None:
+    """The host that carries an overlay network's addresses, DHCP and NAT, if it names one."""
+    return (overlay.overlay_of(network) or {}).get("gateway_host")
+
+
+def gateway_status(ctx: Ctx, network: Network) -> dict[str, Any] | None:
+    """Where an overlay network's gateway host stands (GET /v1/networks/{name}).
+
+    A gateway host that is not registered, has no underlay address or is down does not
+    stop the network: the other hosts carry its L2, and the gateway's part (addresses,
+    DHCP, NAT) is realised when the host comes (back), as the resync gives it its state."""
+    gateway = gateway_of(network)
+    if gateway is None:
+        return None
+    if network.state == "inactive":
+        return {"host": gateway, "state": "inactive", "reason": None}
+    host = ctx.db.get(Host, gateway)
+    row = ctx.db.scalar(
+        select(Realisation).where(Realisation.network_id == network.id, Realisation.host == gateway)
+    )
+    part = "the network's addresses, DHCP and NAT wait for it; the other hosts carry its L2"
+    if host is None:
+        return {
+            "host": gateway,
+            "state": "missing",
+            "reason": f"host {gateway} never registered: {part}",
+        }
+    if not host.underlay:
+        return {
+            "host": gateway,
+            "state": "missing",
+            "reason": f"host {gateway} has no "
+            f"underlay address (virtnet worker --underlay ADDRESS): {part}",
+        }
+    if not ctx.host_is_up(host.last_seen):
+        return {"host": gateway, "state": "down", "reason": f"host {gateway} is down: {part}"}
+    if row is None:
+        return {
+            "host": gateway,
+            "state": "missing",
+            "reason": f"host {gateway} does not run the network yet: {part}",
+        }
+    return {"host": gateway, "state": row.state, "reason": row.error}
+
+
+def host_mac(network: Network, host: str) -> str:
+    """The bridge MAC of an overlay host that is not the gateway: its own, stable, and never
+    the network's (which is the gateway's, on the same segment)."""
+    digest = hashlib.sha256(f"{network.uuid}/{host}".encode()).digest()
+    return "52:54:00" + "".join(f":{b:02x}" for b in digest[:3])
+
+
+def _ip_spec(d: NetworkDefinition, bridge: str, uuid: str, *, l2_only: bool) -> dict[str, Any]:
+    """Addresses, dnsmasq files and forwarding rules of a network whose bridge virtnet owns;
+    none (so any left from before go) on an overlay host that is not the gateway."""
+    if d.forward.mode == "bridge" or l2_only:
         return {"ips": [], "dnsmasq": None, "firewall": None, "ip_forwarding": []}
     return {
         "ips": [str(ip.interface()) for ip in d.ips],
@@ -88,7 +148,7 @@ def plan_start(ctx: Ctx, network: Network) -> None:
     ctx.db.flush()
     states = overlay.host_states(ctx, network) if network.vni is not None else {}
     for host in targets:
-        spec = _with_overlay(host_spec(network), states, host.name)
+        spec = _with_overlay(host_spec(network, host.name), states, host.name)
         ctx.outbox.add(REALISE_NETWORK, RealiseNetwork(network=spec), host_queue(host.name))
     network.state = "starting"  # with no host up, it waits for one (network_state)
 
@@ -98,9 +158,14 @@ def plan_refresh(ctx: Ctx, network: Network) -> None:
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         row.generation = network.generation
-        ctx.outbox.add(
-            REALISE_NETWORK, RealiseNetwork(network=host_spec(network)), host_queue(row.host)
-        )
+        if gateway_of(network) not in (None, row.host):
+            row.leases = None  # its dnsmasq stops: the gateway (moved) holds the leases
+    ctx.db.flush()
+    # an overlay's gateway host may have moved: each host's table changes with it
+    states = overlay.host_states(ctx, network) if network.vni is not None else {}
+    for row in rows:
+        spec = _with_overlay(host_spec(network, row.host), states, row.host)
+        ctx.outbox.add(REALISE_NETWORK, RealiseNetwork(network=spec), host_queue(row.host))
 
 
 def plan_stop(ctx: Ctx, network: Network) -> None:
@@ -116,7 +181,9 @@ def plan_stop(ctx: Ctx, network: Network) -> None:
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id)).all()
     for row in rows:
         ctx.outbox.add(
-            REMOVE_NETWORK, RemoveNetwork(network=host_spec(network)), host_queue(row.host)
+            REMOVE_NETWORK,
+            RemoveNetwork(network=host_spec(network, row.host)),
+            host_queue(row.host),
         )
         ctx.db.delete(row)
     network.state = "inactive"
@@ -227,7 +294,7 @@ def plan_full(ctx: Ctx, host: str, *, comeback: bool) -> None:
         specs.append(network)
     ctx.db.flush()
     network_specs = [
-        _with_overlay(host_spec(n), overlay.host_states(ctx, n) if n.vni else {}, host)
+        _with_overlay(host_spec(n, host), overlay.host_states(ctx, n) if n.vni else {}, host)
         for n in specs
     ]
     # a failed port is not plugged again (a new request asks for that): the host removes

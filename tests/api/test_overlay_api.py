@@ -49,7 +49,7 @@ BAD = [
     ({"vni": 7, "gateway_host": "no spaces"}, {}, "overlay.gateway_host"),
     ({"vni": 7}, {"forward": {"mode": "bridge"}, "bridge": {"name": "br0"}}, "overlay"),
     ({"vni": 7}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "overlay.gateway_host"),
-    ({"vni": 7, "gateway_host": "h1"}, {"ips": [{"address": "10.7.0.1", "prefix": 24}]}, "ips"),
+    ({"vni": 7}, {"forward": {"mode": "nat"}}, "overlay.gateway_host"),
     ({"vni": 7}, {"mtu": 65500}, "mtu"),
 ]
 

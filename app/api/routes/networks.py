@@ -38,6 +38,7 @@ def _body(ctx: Ctx, network: Any, *, inactive: bool = False) -> dict[str, Any]:
         realisation.realisations(ctx, network.id),
         inactive=inactive,
         overlay=overlay.host_view(ctx, network),
+        gateway=realisation.gateway_status(ctx, network),
     )
     body = NetworkView.model_validate(view).model_dump(mode="json")
     return {**compact(body), "status": body["status"]}

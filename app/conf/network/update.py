@@ -146,6 +146,9 @@ def _without_live_parts(doc: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("dns", "autostart")}
     dns = {k: v for k, v in (doc.get("dns") or {}).items() if k not in ("hosts", "txts", "srvs")}
     out["dns"] = dns or None
+    # an overlay's gateway host moves live: addresses, DHCP and NAT go from one host to another
+    if doc.get("overlay"):
+        out["overlay"] = {k: v for k, v in doc["overlay"].items() if k != "gateway_host"}
     out["ips"] = [
         {**ip, "dhcp": {**(ip.get("dhcp") or {}), "hosts": []}} for ip in doc.get("ips", [])
     ]
@@ -154,5 +157,5 @@ def _without_live_parts(doc: dict[str, Any]) -> dict[str, Any]:
 
 def needs_restart(running: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """True when ``wanted`` differs from ``running`` beyond what applies live: DHCP hosts and
-    DNS hosts, TXT and SRV records."""
+    DNS hosts, TXT and SRV records, and an overlay's gateway host."""
     return _without_live_parts(running) != _without_live_parts(wanted)

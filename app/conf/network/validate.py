@@ -178,6 +178,14 @@ MAX_OVERLAY_OVERHEAD = 70
 OVERLAY_BRIDGE_MODES = frozenset({"none", "nat", "route", "open"})
 
 
+def gateway_parts(definition: NetworkDefinition) -> list[str]:
+    """What of a definition only one host of an overlay can carry (its gateway host)."""
+    parts = ["addresses (ips)"] if definition.ips else []
+    if definition.forward.mode in ("nat", "route"):
+        parts.append(f"forward mode {definition.forward.mode!r}")
+    return parts
+
+
 def overlay_problems(definition: NetworkDefinition) -> list[Problem]:
     overlay = definition.overlay
     if overlay is None:
@@ -192,20 +200,14 @@ def overlay_problems(definition: NetworkDefinition) -> list[Problem]:
                 f"nat, route or open), not forward mode {mode!r}",
             )
         )
-    if definition.ips and overlay.gateway_host is None:
+    layer3 = gateway_parts(definition)
+    if layer3 and overlay.gateway_host is None:
         problems.append(
             Problem(
                 ("overlay", "gateway_host"),
-                "an overlay network with addresses (ips) needs overlay.gateway_host: the one "
-                "host that carries its addresses, DHCP and NAT; the others carry L2 only",
-            )
-        )
-    elif definition.ips:
-        problems.append(
-            Problem(
-                ("ips",),
-                "addresses on an overlay network are not realised yet: virtnet does not put "
-                "addresses, DHCP or NAT on a gateway host; remove ips (the overlay carries L2)",
+                f"an overlay network with {' and '.join(layer3)} needs overlay.gateway_host: "
+                "the one host that carries its addresses, DHCP and NAT (the others carry L2 "
+                "only); without it no host would answer for the network's addresses",
             )
         )
     if definition.mtu is not None and definition.mtu > 65535 - MAX_OVERLAY_OVERHEAD:
