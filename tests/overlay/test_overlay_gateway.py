@@ -143,12 +143,15 @@ def test_a_guest_on_another_host_leases_from_the_gateway(
     )
     assert [(x["host"], x["mac"], x["ip"]) for x in leases] == [("h0", GUEST_MAC, leased)]
 
-    # the gateway moves live to h2: h0 keeps L2 only, h2 answers for the address
+    # the gateway moves live to h2 while h0's worker is dead: h2 answers for the address,
+    # and h0, back, keeps L2 only
+    cluster.kill("h0")
     moved = {**NETWORK, "overlay": {**NETWORK["overlay"], "gateway_host": "h2"}}  # type: ignore[dict-item]
     r = api.put("/v1/networks/ov?live=true", json=moved)
     assert r.status_code == 200, r.text
     wait_for(lambda: has_gateway_part(ns["h2"], uuid), timeout=30, what="h2 the gateway")
-    wait_for(lambda: l2_only(ns["h0"], uuid), timeout=30, what="h0 L2 only")
+    cluster.start_host("h0", ns["h0"], underlay=ul.address(0))
+    wait_for(lambda: l2_only(ns["h0"], uuid), timeout=60, what=f"h0 L2 only\n{cluster.logs()}")
     assert rb.link(ns["h2"], BRIDGE)["address"] == mac
     assert rb.link(ns["h0"], BRIDGE)["address"] != mac
     wait_for(in_sync, timeout=60, what=f"overlay in sync\n{cluster.logs()}")
