@@ -9,6 +9,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,12 @@ def l2_only(ns: str, uuid: str) -> bool:
     )
 
 
+def bridge_mac(ns: str) -> str:
+    link = rb.link(ns, BRIDGE)
+    assert link is not None, f"no bridge {BRIDGE} in {ns}"
+    return str(link["address"])
+
+
 def pings(ns: str, address: str, timeout: float = 15.0) -> bool:
     return bool(wait_for(lambda: guests.ping(ns, address, wait=1), timeout=timeout, what="ping"))
 
@@ -105,9 +112,9 @@ def test_a_guest_on_another_host_leases_from_the_gateway(
     cluster.wait_network("ov", timeout=60)
     wait_for(lambda: has_gateway_part(ns["h0"], uuid), timeout=30, what="h0 the gateway")
     for h in ("h1", "h2"):  # the bridge and VXLAN device, nothing of layer 3
-        wait_for(lambda h=h: l2_only(ns[h], uuid), timeout=30, what=f"{h} L2 only")
-        assert rb.link(ns[h], BRIDGE)["address"] != mac
-    assert rb.link(ns["h0"], BRIDGE)["address"] == mac
+        wait_for(partial(l2_only, ns[h], uuid), timeout=30, what=f"{h} L2 only")
+        assert bridge_mac(ns[h]) != mac
+    assert bridge_mac(ns["h0"]) == mac
     assert cluster.network("ov")["status"]["gateway"]["host"] == "h0"
 
     r = api.post(
@@ -152,8 +159,8 @@ def test_a_guest_on_another_host_leases_from_the_gateway(
     wait_for(lambda: has_gateway_part(ns["h2"], uuid), timeout=30, what="h2 the gateway")
     cluster.start_host("h0", ns["h0"], underlay=ul.address(0))
     wait_for(lambda: l2_only(ns["h0"], uuid), timeout=60, what=f"h0 L2 only\n{cluster.logs()}")
-    assert rb.link(ns["h2"], BRIDGE)["address"] == mac
-    assert rb.link(ns["h0"], BRIDGE)["address"] != mac
+    assert bridge_mac(ns["h2"]) == mac
+    assert bridge_mac(ns["h0"]) != mac
     wait_for(in_sync, timeout=60, what=f"overlay in sync\n{cluster.logs()}")
     assert guests.dhcp(guest_ns, tmp_path) is not None, cluster.logs()
     assert pings(guest_ns, GATEWAY)
