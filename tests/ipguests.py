@@ -198,10 +198,24 @@ def traversable(path: Path) -> None:
         part.chmod(part.stat().st_mode | 0o005)
 
 
+def _daemonised(pid: int) -> bool:
+    """True once ``pid`` is the dnsmasq that wrote its own pid file: dnsmasq forks to
+    daemonise, and the process that starts it is briefly the only dnsmasq there is."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        conf = next(a for a in args if a.startswith(b"--conf-file=")).split(b"=", 1)[1]
+        written = (Path(conf.decode()).parent / "dnsmasq.pid").read_text().strip()
+    except (OSError, StopIteration, UnicodeDecodeError):
+        return False
+    return written == str(pid)
+
+
 def wait_one_dnsmasq(ns: str, timeout: float = 5.0, other_than: int | None = None) -> int:
     def one() -> int | None:
         pids = dnsmasq_pids(ns)
-        return pids[0] if len(pids) == 1 and pids[0] != other_than else None
+        if len(pids) == 1 and pids[0] != other_than and _daemonised(pids[0]):
+            return pids[0]
+        return None
 
     return wait_for(one, timeout=timeout, what=f"one dnsmasq in {ns}")
 
