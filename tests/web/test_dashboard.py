@@ -213,3 +213,32 @@ def test_overlay_network_shows_its_hosts_underlay_and_table(
         "192.0.2.11 · 0/0 remote entries · syncing"
     )
     expect(page.get_by_test_id("host-underlay")).to_have_text("192.0.2.11")
+
+
+def test_overlay_gateway_host_is_marked_and_a_missing_one_says_why(
+    cluster: Cluster, page: sync_api.Page, settings: Settings
+) -> None:
+    from tests.api.test_overlay_api import register
+
+    register(settings, "u1", "192.0.2.11")
+    base = cluster.serve_http()
+    for name, vni, gateway in (("gw-here", 81, "u1"), ("gw-away", 82, "u9")):
+        network = {
+            "name": name,
+            "overlay": {"vni": vni, "gateway_host": gateway},
+            "bridge": {"stp": False},
+            "ips": [{"address": f"10.{vni}.0.1", "prefix": 24}],
+        }
+        r = cluster.api.post("/v1/networks?start=true", json=network)
+        assert r.status_code == 201, r.text
+    sign_in(page, base, make_token(settings, "reader"))
+    here = network_row(page, "gw-here").get_by_test_id("network-hosts")
+    expect(here.locator("li")).to_have_count(1)
+    expect(here.locator("li").first).to_contain_text("u1")
+    expect(here.get_by_test_id("gateway-host")).to_have_text("gateway")
+    away = network_row(page, "gw-away").get_by_test_id("network-hosts")
+    expect(away.locator("li")).to_have_count(2)  # u1 carries its L2; u9 never registered
+    expect(away.locator("li").filter(has_text="u9")).to_contain_text(
+        "gatewaymissinghost u9 never registered"
+    )
+    expect(away.locator("li").filter(has_text="u1").get_by_test_id("gateway-host")).to_have_count(0)

@@ -278,7 +278,7 @@ function render({ hosts, networks, ports, domains }) {
     h('td', {}, time(host.last_seen)))), 9, 'No host worker has reported yet.');
 
   fill('networks', networks.map((net) => {
-    const { state, hosts: realised, persistent } = net.status;
+    const { state, hosts: realised, persistent, gateway } = net.status;
     const path = `/v1/networks/${encodeURIComponent(net.name)}`;
     const action = state === 'inactive'
       ? button(`net:${net.name}`, 'Start', 'Starting…', `${path}/start`,
@@ -295,11 +295,14 @@ function render({ hosts, networks, ports, domains }) {
       h('td', {}, net.forward?.mode || 'none'),
       h('td', {}, code(net.bridge?.name)),
       h('td', {}, net.bridge?.mac_table_manager || 'kernel'),
-      h('td', { 'data-testid': 'network-hosts' }, realised.length
+      h('td', { 'data-testid': 'network-hosts' }, realised.length || absentGateway(gateway)
         ? h('ul', { class: 'plain' }, realised.map((r) => h('li', {},
-          h('span', { class: 'host' }, r.host), ' ', badge(r.state),
+          h('span', { class: 'host' }, r.host), ' ',
+          r.host === gateway?.host ? gatewayTag() : null, badge(r.state),
           r.overlay ? overlayHost(r.overlay) : null,
-          error(r.error, TONES[r.state] || 'bad'))))
+          error(r.error, TONES[r.state] || 'bad'))),
+        absentGateway(gateway) ? h('li', {}, h('span', { class: 'host' }, gateway.host), ' ',
+          gatewayTag(), badge(gateway.state), error(gateway.reason)) : null)
         : h('span', { class: 'dim' }, state === 'inactive' ? '—' : 'no host up')),
       h('td', { class: 'actions' }, action));
   }), 7, 'No networks defined. POST /v1/networks defines one.');
@@ -333,6 +336,13 @@ function render({ hosts, networks, ports, domains }) {
       h('td', { class: 'actions' }, action));
   }), 5, 'No domains defined.');
 }
+
+// an overlay network's gateway host carries its addresses, DHCP and NAT (the others L2)
+const gatewayTag = () => h('span', { class: 'tag', 'data-testid': 'gateway-host',
+  title: 'carries the network\'s addresses, DHCP and NAT; the other hosts carry L2 only' },
+'gateway');
+// a gateway host that does not run the network (missing or down) still gets a line
+const absentGateway = (g) => Boolean(g && ['missing', 'down'].includes(g.state));
 
 function overlayHost(o) {
   // one host of an overlay network: its underlay, the remote entries it wrote, in sync or not
