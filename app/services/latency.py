@@ -4,27 +4,60 @@ from __future__ import annotations
 
 import bisect
 
-from sqlalchemy import select
+from sqlalchemy import Table, literal_column, select
+from sqlalchemy.dialects import postgresql
 
 from app.models import HostLatency
 from app.services.context import Ctx
 
 BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: the stored counts plus the new ones, bucket by bucket (PostgreSQL, in the upsert)
+_ADD_COUNTS = literal_column(
+    "json_build_object('counts', (SELECT json_agg(coalesce(old.n::int, 0) + new.n::int"
+    " ORDER BY new.i) FROM json_array_elements_text(excluded.buckets -> 'counts')"
+    " WITH ORDINALITY AS new(n, i) LEFT JOIN json_array_elements_text("
+    "host_latency.buckets -> 'counts') WITH ORDINALITY AS old(n, i) ON old.i = new.i))"
+)
 
 
 def observe(ctx: Ctx, *, host: str, action: str, samples: list[float]) -> None:
+    """Count ``samples`` (seconds) into the host's histogram for ``action``: on PostgreSQL
+    one statement that adds to the stored counts (a report's hot path; concurrent reports
+    add up), elsewhere the row is read and written back."""
     if not samples:
+        return
+    counts = [0] * (len(BUCKETS) + 1)
+    for seconds in samples:
+        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        table: Table = HostLatency.__table__  # type: ignore[assignment]
+        stmt = postgresql.insert(table).values(
+            host=host,
+            action=action,
+            buckets={"counts": counts},
+            total_seconds=sum(samples),
+            count=len(samples),
+        )
+        ctx.db.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.host, table.c.action],
+                set_={
+                    "buckets": _ADD_COUNTS,
+                    "total_seconds": table.c.total_seconds + stmt.excluded.total_seconds,
+                    "count": table.c.count + stmt.excluded.count,
+                },
+            )
+        )
         return
     row = ctx.db.scalar(
         select(HostLatency).where(HostLatency.host == host, HostLatency.action == action)
     )
     if row is None:
-        row = HostLatency(host=host, action=action, buckets={"counts": [0] * (len(BUCKETS) + 1)})
+        row = HostLatency(host=host, action=action, buckets={"counts": []})
         ctx.db.add(row)
-    counts = list(row.buckets["counts"])
-    for seconds in samples:
-        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-    row.buckets = {"counts": counts}
+    old = list(row.buckets["counts"])
+    old += [0] * (len(counts) - len(old))
+    row.buckets = {"counts": [o + n for o, n in zip(old, counts, strict=False)]}
     row.total_seconds = (row.total_seconds or 0.0) + sum(samples)
     row.count = (row.count or 0) + len(samples)
 

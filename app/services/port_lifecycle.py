@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.conf.port.model import PortRequest
-from app.models import Domain, Operation, Port
+from app.models import Domain, Network, Operation, Port
 from app.services import (
     domain_state,
     events,
@@ -48,32 +49,63 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     return op
 
 
-def _lock_reported(ctx: Ctx, ids: set[str]) -> dict[str, Port]:
+@dataclass
+class Reported:
+    """What ``_lock_reported`` locked: the ports (and every other port of their operations),
+    those operations, and the ids of the networks with a VNI among the ports' networks.
+    Holding the objects keeps them in the session's identity map: later look-ups of them
+    cost no query (and no autoflush)."""
+
+    ports: dict[str, Port]
+    operations: dict[str, Operation]
+    overlay_networks: set[int]
+
+
+def _lock_reported(ctx: Ctx, ids: set[str]) -> Reported:
     """Lock what a report may change, in the one lock order: the ports' domains, the ports and
     every other port of the operations waiting for them (an operation that ends releases all
     of its ports), then those operations. The ports an operation waits for only ever leave it,
     so the set read before locking covers them; a second round catches a port that moved to a
-    new operation meanwhile."""
+    new operation meanwhile. One query per round finds what to lock (ports, operations,
+    domains, and whether a port's network has a VNI), before anything is locked."""
     wanted, by_id = set(ids), dict[str, Port]()
+    overlay_networks: set[int] = set()
     for _ in range(3):
-        op_ids = set(ctx.db.scalars(select(Port.operation_id).where(Port.id.in_(wanted)))) - {None}
-        if op_ids:
-            wanted |= set(ctx.db.scalars(select(Port.id).where(Port.operation_id.in_(op_ids))))
-        domain_ids = ctx.db.scalars(
-            select(Port.domain_id).where(Port.id.in_(wanted), Port.domain_id.is_not(None))
+        sibling = (
+            select(Port.id)
+            .where(
+                Port.operation_id.in_(
+                    select(Port.operation_id).where(
+                        Port.id.in_(wanted), Port.operation_id.is_not(None)
+                    )
+                )
+            )
+            .scalar_subquery()
         )
-        locks.domains(ctx, [d for d in domain_ids if d is not None])
+        query = (
+            select(Port.id, Port.operation_id, Port.domain_id, Port.network_id, Network.vni)
+            .outerjoin(Network, Network.id == Port.network_id)
+            .where(or_(Port.id.in_(wanted), Port.id.in_(sibling)))
+        )
+        rows = ctx.db.execute(query).all()
+        op_ids = {r.operation_id for r in rows if r.id in wanted} - {None}
+        wanted |= {r.id for r in rows}
+        overlay_networks |= {r.network_id for r in rows if r.vni is not None}
+        locks.domains(ctx, [r.domain_id for r in rows if r.domain_id is not None])
         by_id.update(locks.ports(ctx, wanted - set(by_id)))
         locked_ops = {p.operation_id for p in by_id.values() if p.id in ids} - {None}
         if locked_ops <= op_ids:
             break
-    locks.operations(ctx, {p.operation_id for p in by_id.values() if p.operation_id})
-    return by_id
+    op_ids = {p.operation_id for p in by_id.values() if p.operation_id}
+    return Reported(by_id, locks.operations(ctx, op_ids), overlay_networks)
 
 
 def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     """A host applied ports; advance each port and the operations waiting for them. (The
-    control worker runs it again if a concurrent writer made it fail: retry.run.)"""
+    control worker runs it again if a concurrent writer made it fail: retry.run.)
+
+    On the hot path of every ``?wait``: it reads only what it locks, and writes everything
+    in the one flush of its commit."""
     stale: list[Port] = []
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
@@ -81,7 +113,8 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     for action, done in (("plug", "plugged"), ("unplug", "absent")):
         samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
         latency.observe(ctx, host=host, action=action, samples=samples)
-    locked = _lock_reported(ctx, {r["port_id"] for r in results})
+    reported = _lock_reported(ctx, {r["port_id"] for r in results})
+    locked = reported.ports
     for result in results:
         port = locked.get(result["port_id"])
         if port is not None and port.migration and port.migration.get("target") == host:
@@ -116,7 +149,11 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
             ctx.db.delete(port)  # its operation already ended (past its deadline)
         if port.state != before and port.network_id is not None:
             moved.append(port)
-        if port.operation_id and (op := ctx.db.get(Operation, port.operation_id)):
+        op_id = port.operation_id
+        op = reported.operations.get(op_id) if op_id else None
+        if op_id and op is None:
+            op = ctx.db.get(Operation, op_id)  # not locked by us: a migration's, say
+        if op is not None:
             if op.state != "running" or not operations.counted(port, op):
                 continue  # a redelivered report: counted the first time
             touched[op.id] = op
@@ -124,10 +161,12 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
                 refused.setdefault(op.id, []).append(result.get("error") or port.tap)
     for op in touched.values():
         if op.pending == 0 and op.state == "running":
-            finish(ctx, op, refused.get(op.id))
+            # every port of ``op`` was locked above, and only ever leaves it: no query
+            op_ports = [p for p in locked.values() if p.operation_id == op.id]
+            finish(ctx, op, refused.get(op.id), op_ports=op_ports)
     if stale:
         ports.send(ctx, stale, present=False)
-    overlay.nudge_ports(ctx, moved)
+    overlay.nudge_ports(ctx, [p for p in moved if p.network_id in reported.overlay_networks])
     ctx.commit(conflict=race("a port being released"))
 
 
@@ -181,10 +220,18 @@ def _tap_taken(ctx: Ctx, port: Port) -> str | None:
     )
 
 
-def finish(ctx: Ctx, op: Operation, refused: list[str] | None = None) -> None:
+def finish(
+    ctx: Ctx,
+    op: Operation,
+    refused: list[str] | None = None,
+    *,
+    op_ports: list[Port] | None = None,
+) -> None:
     """Every port ``op`` waited for has reported (or moved on to a later operation): end it,
-    release its ports, and tell its domain. The caller holds the locks of ``op``'s ports."""
-    op_ports = list(ctx.db.scalars(select(Port).where(Port.operation_id == op.id)))
+    release its ports, and tell its domain. The caller holds the locks of ``op``'s ports
+    (``op_ports``: all of them, when the caller has them at hand)."""
+    if op_ports is None:
+        op_ports = list(ctx.db.scalars(select(Port).where(Port.operation_id == op.id)))
     failed = [p for p in op_ports if p.state == "failed" or (p.error and p.state != "plugged")]
     notes = [op.error] if op.error else []  # why ports left it before they reported
     notes += [f"{p.tap} ({p.mac}): {p.error}" for p in failed]
