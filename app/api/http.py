@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.port_views import operation_view
-from app.models import Operation
+from app.models import Operation, Port
 from app.services import operations, retry
 from app.services.context import Ctx
 from app.services.errors import Conflict, PreconditionFailed
@@ -70,6 +70,20 @@ def settle(ctx: Ctx, op: Operation, wait: float | None) -> Operation:
             raise
         log.warning("waiting for operation %s: the database does not answer (%s)", op.id, exc)
         return op
+
+
+def settle_port(ctx: Ctx, op: Operation, port: Port, wait: float | None) -> tuple[Operation, Port]:
+    """``settle``, and the port as it is then (read with the operation, in one statement)."""
+    if not wait:
+        return op, port
+    try:
+        op, fresh = operations.wait_port(ctx, op.id, wait, port.id)
+    except (DBAPIError, PoolTimeout) as exc:
+        if not retry.is_outage(exc):
+            raise
+        log.warning("waiting for operation %s: the database does not answer (%s)", op.id, exc)
+        return op, port
+    return op, fresh or port
 
 
 def action_response(ctx: Ctx, op: Operation, wait: float | None) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,8 @@ class Ctx:
     db: Session
     outbox: Outbox
     settings: Settings
+    #: when the context was made (``time.monotonic()``): before anything it commits
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def down_after(self) -> timedelta:

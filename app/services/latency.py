@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
-from sqlalchemy import Table, literal_column, select
+from sqlalchemy import ColumnClause, Table, literal_column, select
 from sqlalchemy.dialects import postgresql
 
 from app.models import HostLatency
@@ -12,7 +13,7 @@ from app.services.context import Ctx
 
 BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: the stored counts plus the new ones, bucket by bucket (PostgreSQL, in the upsert)
-_ADD_COUNTS = literal_column(
+_ADD_COUNTS: ColumnClause[Any] = literal_column(
     "json_build_object('counts', (SELECT json_agg(coalesce(old.n::int, 0) + new.n::int"
     " ORDER BY new.i) FROM json_array_elements_text(excluded.buckets -> 'counts')"
     " WITH ORDINALITY AS new(n, i) LEFT JOIN json_array_elements_text("

@@ -5,6 +5,11 @@ hook, so every path that finishes one is covered); PostgreSQL delivers it only i
 transaction commits. Each API process keeps one dedicated connection that LISTENs, in a
 thread, and wakes the waiters of that id, which then re-read the row. A notification lost
 (the listener reconnecting) only costs the waiter its fallback poll.
+
+A waiter need not read the row before its first notification when the listener was already
+listening before the waiter's transaction committed the operation (``since``): every end of
+that operation is then heard, before the waiter registered (the listener remembers the ids
+it heard lately) or after (it wakes the waiter).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,6 +34,8 @@ CHANNEL = "virtnet_operations"
 #: the listener's ``application_name``, as ``pg_stat_activity`` shows it
 APPLICATION = "virtnet-operations-listener"
 FINISHED = frozenset({"succeeded", "failed", "refused"})
+#: how many of the ids heard last the listener remembers (for waiters registering late)
+HEARD = 4096
 
 
 @event.listens_for(Session, "after_flush")
@@ -60,19 +69,31 @@ class Listener:
         self._waiters: dict[str, list[threading.Event]] = {}
         self._ready = threading.Event()
         self._tried = threading.Event()  # the first connection attempt is over, either way
+        #: since when (time.monotonic()) the current connection has been listening; None
+        #: while there is none
+        self._since: float | None = None
+        self._heard: OrderedDict[str, None] = OrderedDict()
         threading.Thread(target=self._run, name=APPLICATION, daemon=True).start()
 
     @contextmanager
-    def watch(self, op_id: str, ready_within: float) -> Iterator[threading.Event]:
+    def watch(
+        self, op_id: str, ready_within: float, *, since: float | None = None
+    ) -> Iterator[threading.Event]:
+        """An Event set when ``op_id`` is notified. It starts set (read the row now) unless
+        the listener has listened without a break since ``since`` (a ``time.monotonic()``
+        taken before the operation was committed) and has not heard of it yet."""
         woken = threading.Event()
+        # Only a process's first wait waits for the connection; while it is being re-made
+        # (the database restarting), waiters just poll.
+        if not self._tried.is_set():
+            self._ready.wait(ready_within)
         with self._lock:
             self._waiters.setdefault(op_id, []).append(woken)
+            covered = since is not None and self._since is not None and self._since <= since
+            if not covered or op_id in self._heard:
+                woken.set()
         try:
-            # registered before the caller reads the row: a finish after that read wakes us.
-            # Only a process's first wait waits for the connection; while it is being
-            # re-made (the database restarting), waiters just poll.
-            if not self._tried.is_set():
-                self._ready.wait(ready_within)
+            # registered before the caller reads the row: a finish after that read wakes us
             yield woken
         finally:
             with self._lock:
@@ -91,6 +112,8 @@ class Listener:
                 loud = self._ready.is_set() or not quiet  # once per outage
                 log.log(logging.WARNING if loud else logging.DEBUG, "operations listener: %s", exc)
                 quiet = True
+            with self._lock:
+                self._since = None  # from now on a notification may be missed
             self._tried.set()
             self._ready.clear()
             self._wake_all()  # what was notified while down may have been missed
@@ -101,13 +124,17 @@ class Listener:
             self._dsn, autocommit=True, application_name=APPLICATION, connect_timeout=5
         ) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
+            with self._lock:
+                self._since = time.monotonic()
             self._ready.set()
             self._tried.set()
             self._wake_all()  # what ended while it was (re)connecting was not heard
             for note in conn.notifies():
                 with self._lock:
-                    waiting = self._waiters.get(note.payload, [])
-                    for woken in waiting:
+                    self._heard[note.payload] = None
+                    if len(self._heard) > HEARD:
+                        self._heard.popitem(last=False)
+                    for woken in self._waiters.get(note.payload, []):
                         woken.set()
 
     def _wake_all(self) -> None:

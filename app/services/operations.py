@@ -6,10 +6,12 @@ import time
 import uuid
 from contextlib import nullcontext
 from datetime import timedelta
+from functools import lru_cache
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import get_sessionmaker
+from app.db import READ_ONLY, get_engine, get_sessionmaker
 from app.models import Operation, Port, utcnow
 from app.services import locks, op_notify
 from app.services.context import Ctx
@@ -103,38 +105,71 @@ def get(ctx: Ctx, op_id: str) -> Operation:
 
 
 def wait(ctx: Ctx, op_id: str, seconds: float) -> Operation:
-    """Wait until the operation finished or the time is up; returns it either way.
+    """Wait until the operation finished or the time is up; returns it either way."""
+    return wait_port(ctx, op_id, seconds)[0]
+
+
+def wait_port(
+    ctx: Ctx, op_id: str, seconds: float, port_id: str | None = None
+) -> tuple[Operation, Port | None]:
+    """``wait``, and the port ``port_id`` (None if gone) read with the operation's last
+    read, in the same statement.
 
     On PostgreSQL the transaction that ends an operation notifies it (``op_notify``) and the
-    row is re-read when that arrives; a slow poll stays as the fallback, and is all there is
-    on SQLite. The reads run in a session of their own that never takes SQLite's write lock,
-    and end before each sleep: a waiting client must not hold up the reports it waits for.
+    row is re-read when that arrives (only then, when the listener heard everything since
+    ``ctx`` was made); a slow poll stays as the fallback, and is all there is on SQLite. The
+    reads run in a session of their own that never takes SQLite's write lock (on PostgreSQL,
+    single statements outside a transaction), and end before each sleep: a waiting client
+    must not hold up the reports it waits for.
     """
     ctx.db.commit()  # ends the caller's transaction and, unlike a rollback, keeps its objects
     deadline = time.monotonic() + seconds
     url = ctx.settings.effective_database_url
     listener = op_notify.listener(url)
     with (
-        get_sessionmaker(url, read_only=True)() as db,
-        listener.watch(op_id, ready_within=min(seconds, 1.0))
+        _readers(url)() as db,
+        listener.watch(op_id, ready_within=min(seconds, 1.0), since=ctx.started)
         if listener
         else nullcontext(None) as woken,
     ):
         delay = 0.001
         while True:
-            op = db.get(Operation, op_id, populate_existing=True)
+            if woken is not None:
+                woken.wait(max(0.0, min(FALLBACK_POLL, deadline - time.monotonic())))
+                woken.clear()
+            op, port = _read(db, op_id, port_id)
             if op is None:
                 raise NotFound(f"operation {op_id!r} does not exist (or has expired)")
             left = deadline - time.monotonic()
             if op.state in FINISHED or left <= 0:
-                return op
+                return op, port
             db.rollback()
             if woken is None:
                 time.sleep(min(delay, left))
                 delay = min(delay * 1.25, 0.02)
-            else:
-                woken.wait(min(FALLBACK_POLL, left))
-                woken.clear()
+
+
+def _read(db: Session, op_id: str, port_id: str | None) -> tuple[Operation | None, Port | None]:
+    if port_id is None:
+        return db.get(Operation, op_id, populate_existing=True), None
+    query = (
+        select(Operation, Port)
+        .outerjoin(Port, Port.id == port_id)
+        .where(Operation.id == op_id)
+        .execution_options(populate_existing=True)
+    )
+    row = db.execute(query).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+@lru_cache(maxsize=8)
+def _readers(url: str) -> sessionmaker[Session]:
+    """Sessions for a waiter's reads: on PostgreSQL in autocommit, one statement each with
+    no BEGIN and ROLLBACK around it (a read of one row needs no transaction)."""
+    if not url.startswith("postgresql"):
+        return get_sessionmaker(url, read_only=True)
+    bind = get_engine(url).execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
+    return sessionmaker(bind, expire_on_commit=False, info={READ_ONLY: True})
 
 
 def overdue(ctx: Ctx) -> list[str]:

@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import parse_json, parse_json_list
 from app.api.deps import CtxDep, Operator, Reader
-from app.api.http import RawBody, Wait, action_response, sends_xml, settle, wants_xml
+from app.api.http import (
+    RawBody,
+    Wait,
+    action_response,
+    sends_xml,
+    settle,
+    settle_port,
+    wants_xml,
+)
 from app.api.port_views import operation_view, port_view
 from app.conf.network.model import NetworkDefinition
 from app.conf.port.actual import StoredPort
@@ -90,9 +98,7 @@ def create_port(
     else:
         body, _extra = parse_json(raw, PortRequest)
     port, op = port_lifecycle.create(ctx, network_name=name, request=body)
-    op = settle(ctx, op, wait)
-    if op.state in operations.FINISHED:
-        port = port_queries.reread(ctx, port)
+    op, port = settle_port(ctx, op, port, wait)
     status = 201 if op.state in operations.FINISHED else 202
     headers = {"Location": f"/v1/networks/{name}/ports/{port.id}"}
     if wants_xml(request):
