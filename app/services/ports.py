@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, func, or_, select
 
 from app.conf.common import random_mac
 from app.conf.errors import Problem
@@ -33,12 +33,18 @@ def lock_host(ctx: Ctx, name: str) -> Host:
     The turn is a transaction-scoped advisory lock, not a lock on the host's row: the row is
     what heartbeats update, and a heartbeat queued behind a burst of allocations would make a
     busy host look down. SQLite serialises writers anyway.
+
+    On PostgreSQL the lock is taken by the statement that reads the host (one round trip):
+    that row may be read a moment before the lock is granted, which is fine, as only the
+    ports read after it must be current.
     """
     if ctx.db.get_bind().dialect.name == "postgresql":
-        ctx.db.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"virtnet.host.{name}"}
-        )
-    host = ctx.db.get(Host, name, populate_existing=True)
+        lock = func.pg_advisory_xact_lock(func.hashtext(f"virtnet.host.{name}"))
+        query = select(Host, lock).where(Host.name == name)
+        row = ctx.db.execute(query.execution_options(populate_existing=True)).first()
+        host = row[0] if row is not None else None
+    else:
+        host = ctx.db.get(Host, name, populate_existing=True)
     if host is None:
         raise NotFound(f"host {name!r} has never registered; start 'virtnet worker' there")
     if not ctx.host_is_up(host.last_seen):
@@ -89,7 +95,6 @@ def _check_room(
     """Every per-host and per-network rule in one query; returns the tap name to use."""
     if room is not None:
         return _check_room_bulk(ctx, room, host=host, bridge=bridge, network=network, mac=mac)
-    same_host = Port.host == host
     query = select(
         Port.host,
         Port.tap,
@@ -99,12 +104,13 @@ def _check_room(
         Port.id,
         Port.owner_name,
         Port.state,
+        Port.migration,
     )
+    # a migration to ``host`` holds a tap name there (migration.reserved_taps)
+    wanted = [Port.host == host, Port.migration.is_not(None)]
     if network is not None:
-        query = query.where(or_(same_host, and_(Port.network_id == network.id, Port.mac == mac)))
-    else:
-        query = query.where(same_host)
-    rows = ctx.db.execute(query).all()
+        wanted.append(and_(Port.network_id == network.id, Port.mac == mac))
+    rows = ctx.db.execute(query.where(or_(*wanted))).all()
     for row in rows:
         if network is not None and row.network_id == network.id and row.mac == mac:
             raise Conflict(
@@ -118,9 +124,10 @@ def _check_room(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
             "the most a Linux bridge takes"
         )
-    from app.services.migration import reserved_taps
-
-    used = {row.tap for row in on_host} | reserved_taps(ctx, host)
+    reserved = {
+        m["target_tap"] for row in rows if (m := row.migration) and m.get("target") == host
+    }
+    used = {row.tap for row in on_host} | reserved
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
     return tap or lowest_free_tap(used)
