@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, case, func, literal, select
+from sqlalchemy import Table, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -95,8 +95,27 @@ def not_resent(ctx: Ctx, host: str) -> None:
 
 def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
     """A host says which revision it reached. Reports of one worker arrive in the order sent,
-    so the last one is where the host is (a restarted worker starts again from 0)."""
-    row = ctx.db.get(HostIntent, host, with_for_update=True)
+    so the last one is where the host is (a restarted worker starts again from 0).
+
+    One UPDATE when the row exists and the revision moves it (each report after a bundle);
+    otherwise the row is read, locked, and made or left as it is."""
+    c = HostIntent.__table__.c
+    at = literal(utcnow(), UtcDateTime())
+    ahead = c.desired < revision  # (every SET below reads the row as it was)
+    moved = update(HostIntent).where(c.host == host, or_(c.applied != revision, ahead))
+    moved = moved.values(
+        desired=case((ahead, revision + 1), else_=c.desired),
+        changed_at=case((ahead, at), else_=c.changed_at),
+        applied=revision,
+        applied_at=case((c.applied != revision, at), else_=c.applied_at),
+        resends=case((c.applied != revision, 0), else_=c.resends),
+    )
+    # "fetch": RETURNING the key updates a row this session holds, in the same statement
+    moved = moved.execution_options(synchronize_session="fetch")
+    if ctx.db.execute(moved).rowcount:  # type: ignore[attr-defined]
+        ctx.commit(conflict=f"host {host!r} reported twice at the same time")
+        return
+    row = ctx.db.get(HostIntent, host, with_for_update=True, populate_existing=True)
     if row is None:
         row = HostIntent(host=host, desired=0, applied=0, resends=0)
         ctx.db.add(row)

@@ -44,7 +44,7 @@ def remove(ctx: Ctx, *, network_name: str, port_id: str) -> Operation:
     port = ports.get(ctx, network, port_id, lock=True)
     if port.domain_id is not None:
         raise Conflict(f"port {port_id} belongs to a domain; detach the interface instead")
-    op = ports.unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}")
+    op = ports.unplug(ctx, [port], kind="port.unplug", target=f"port/{port.id}", network=network)
     ctx.commit(conflict=race("the port"))
     return op
 

@@ -124,9 +124,7 @@ def _check_room(
             f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
             "the most a Linux bridge takes"
         )
-    reserved = {
-        m["target_tap"] for row in rows if (m := row.migration) and m.get("target") == host
-    }
+    reserved = {m["target_tap"] for row in rows if (m := row.migration) and m.get("target") == host}
     used = {row.tap for row in on_host} | reserved
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
@@ -306,13 +304,16 @@ def unplug(
     target: str,
     keep_busy: bool = False,
     reason: str | None = None,
+    network: Network | None = None,
 ) -> Operation:
     """Start unplugging ``port_list``; each row is released when its host confirms.
 
     ``keep_busy``: the host leaves every port alone if one of them is a tap a process holds
     open, and the operation ends "refused" naming it (a stop or unplug without force).
     ``reason``: what the operations these ports were waiting for end with (by default,
-    superseded by this one). The caller holds the ports' locks (``locks.port_list``)."""
+    superseded by this one). The caller holds the ports' locks (``locks.port_list``);
+    ``network``: the one network of all ``port_list``, locked by the caller (a network
+    without a VNI then costs no look-up for the overlay)."""
     op = operations.begin(ctx, kind=kind, target=target, pending=len(port_list))
     for port in port_list:
         port.spec = {**port.spec, "keep_busy": keep_busy}
@@ -321,7 +322,8 @@ def unplug(
         port.generation += 1
         operations.take_over(ctx, port, op, reason=reason)
     send(ctx, port_list, present=False)
-    overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
+    if network is None or network.vni is not None:
+        overlay.nudge_ports(ctx, port_list)  # other hosts drop their entries before the tap goes
     return op
 
 
