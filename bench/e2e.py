@@ -1,10 +1,12 @@
 """Issue 12's numbers in one table: virtnet end to end beside the bare kernel tools.
 
 Run as root:  .venv/bin/python bench/e2e.py [--ports 200] [--seconds 10] [--bulk 1000]
+                 [--reconcile-ports 10000] [--idle 30] [--api-workers N] [--profile DIR]
 
 Everything runs for real, as bench/plug.py does: a fresh PostgreSQL database (dropped
 afterwards), Redis, the control worker and one host worker whose host is a throwaway
-namespace, and the API over HTTP (uvicorn). Rows:
+namespace, and the API as its own process (`virtnet api`, VIRTNET_API_WORKERS from
+``--api-workers``, else the default). Rows:
 
 - single port: the bare ``ip``/``bridge`` sequence for one port (tuntap add, link set
   master/up, bridge link set, fdb replace), ``ip -batch`` for all of them, and
@@ -12,7 +14,15 @@ namespace, and the API over HTTP (uvicorn). Rows:
 - throughput: 1, 4 and 16 clients, each creating a port with ``?wait`` and deleting it with
   ``?wait`` in a loop for ``--seconds``; plugs/s and the create latency;
 - bulk: one ``POST …/ports?wait`` with a list of ``--bulk`` ports until all are plugged, then
-  ``POST …/stop?force=true`` until the kernel has no tap left on the bridge.
+  ``POST …/stop?force=true`` until the kernel has no tap left on the bridge;
+- idle: % of a core the API, control and host worker use with nothing asked of them
+  (``--idle`` seconds; before the reconcile phase, and again after it with its ports);
+- reconcile: a host worker restarted with ``--reconcile-ports`` wanted ports, all correct,
+  then with a tenth of the taps deleted behind its back (bench/e2e_phases.py says how each
+  end point is observed).
+
+``--profile DIR`` writes a py-spy profile of each process for the single-port and the
+16-client phases (``DIR/<phase>-<process>.svg``; ``--profile-format speedscope`` for JSON).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import e2e_phases  # noqa: E402
 import hostnet  # noqa: E402
 import httpx  # noqa: E402
 
@@ -181,7 +192,37 @@ def bulk_rows(cluster: Cluster, api: Api, ns: str, count: int) -> list[list[str]
     ]
 
 
-def e2e_rows(ports: int, seconds: float, bulk: int) -> tuple[list[list[str]], float]:
+def start_api(cluster: Cluster, workers: int | None) -> str:
+    """`virtnet api` as its own process; VIRTNET_API_WORKERS only if ``workers`` is given."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cluster.env()
+    if workers is not None:
+        env["VIRTNET_API_WORKERS"] = str(workers)
+    cluster._spawn("api", ["api", "--listen", f"127.0.0.1:{port}"], env)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    e2e_phases.wait(answers, 30, f"the API process\n{cluster.logs()}", every=0.1)
+    return base
+
+
+def pids(cluster: Cluster) -> dict[str, int]:
+    return {
+        k: cluster.procs[key].pid
+        for k, key in (("api", "api"), ("control", "control"), ("host", HOST))
+    }
+
+
+def e2e_rows(args: argparse.Namespace) -> tuple[list[list[str]], float]:
     url, dbname = services.create_pg_database()
     upgrade_database(Settings(database_url=url))
     redis_url = services.redis_test_url()
@@ -195,18 +236,36 @@ def e2e_rows(ports: int, seconds: float, bulk: int) -> tuple[list[list[str]], fl
             cluster.start_host(HOST, ns)
             cluster.wait_hosts_up(HOST)
             define(cluster, "bench", "vnbench0")
-            api = Api(cluster.serve_http(), dict(cluster.api.headers))
+            api = Api(start_api(cluster, args.api_workers), dict(cluster.api.headers))
             for i in range(20):  # warm-up: connections, caches, first-task costs
                 api.unplug("bench", api.plug("bench", hostnet.guest_mac(900_000 + i))[1])
-            single = []
-            for i in range(ports):
-                took, port_id = api.plug("bench", hostnet.guest_mac(i))
-                single.append(took)
-                api.unplug("bench", port_id)
-            rows.append(stats("virtnet POST ?wait -> plugged, 1 client", single))
-            for k, clients in enumerate((1, 4, 16)):
-                rows.append(load(api, clients, seconds, 1_000_000 * (k + 1)))
-            rows += bulk_rows(cluster, api, ns, bulk)
+            single = [0.0]
+            if args.ports:
+                single = []
+                with e2e_phases.profiled(args.profile, "single", pids(cluster), args.fmt):
+                    for i in range(args.ports):
+                        took, port_id = api.plug("bench", hostnet.guest_mac(i))
+                        single.append(took)
+                        api.unplug("bench", port_id)
+                rows.append(stats("virtnet POST ?wait -> plugged, 1 client", single))
+            for k, clients in enumerate(args.clients):
+                with e2e_phases.profiled(
+                    args.profile if clients == 16 else None, "c16", pids(cluster), args.fmt
+                ):
+                    rows.append(load(api, clients, args.seconds, 1_000_000 * (k + 1)))
+            if args.bulk:
+                rows += bulk_rows(cluster, api, ns, args.bulk)
+            if args.idle:
+                time.sleep(2)  # the last reports and events drain
+                rows += e2e_phases.idle_rows(pids(cluster), args.idle)
+            if args.reconcile_ports:
+                rows += e2e_phases.reconcile_rows(
+                    cluster, api.base, HOST, ns, args.reconcile_ports, (args.profile, args.fmt)
+                )
+                if args.idle:
+                    time.sleep(2)
+                    idle = e2e_phases.idle_rows(pids(cluster), args.idle)
+                    rows += [[f"{r[0]} ({args.reconcile_ports} ports)", *r[1:]] for r in idle]
             cluster.close()
         return rows, statistics.median(single)
     finally:
@@ -219,14 +278,31 @@ def main() -> int:
     parser.add_argument("--ports", type=int, default=200, help="single-port samples")
     parser.add_argument("--seconds", type=float, default=10, help="per throughput row")
     parser.add_argument("--bulk", type=int, default=1000, help="ports in the bulk row (<= 1023)")
+    parser.add_argument(
+        "--clients",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[1, 4, 16],
+        help="throughput rows, comma-separated client counts (empty: none)",
+    )
+    parser.add_argument("--idle", type=float, default=30, help="seconds of the idle rows (0: none)")
+    parser.add_argument(
+        "--reconcile-ports", type=int, default=10_000, help="ports of the reconcile rows (0: none)"
+    )
+    parser.add_argument(
+        "--api-workers", type=int, default=None, help="VIRTNET_API_WORKERS (default: its default)"
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles go here")
+    parser.add_argument(
+        "--profile-format", dest="fmt", choices=("flamegraph", "speedscope"), default="flamegraph"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (creates network namespaces)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
-    bare, bare_median = bare_rows(args.ports)
-    rows, virtnet_median = e2e_rows(args.ports, args.seconds, args.bulk)
+    bare, bare_median = bare_rows(args.ports) if args.ports else ([], 1.0)
+    rows, virtnet_median = e2e_rows(args)
     table = [HEAD, *bare, *rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
     for i, line in enumerate(table):
@@ -239,10 +315,11 @@ def main() -> int:
         if i == 0:
             print("-+-".join("-" * w for w in widths))
     print("* one batch: total / n")
-    print(
-        "single port: virtnet median / bare sequence median = "
-        f"{virtnet_median / bare_median:.1f}x (target <= 2x)"
-    )
+    if args.ports:
+        print(
+            "single port: virtnet median / bare sequence median = "
+            f"{virtnet_median / bare_median:.1f}x (target <= 2x)"
+        )
     print(f"load after the run {os.getloadavg()}")
     return 0
 

@@ -19,6 +19,7 @@ from . import (
     nlsock,
     overlay_firewall,
     ports,
+    qos_scan,
     tapuse,
     veth,
     vlanprobe,
@@ -186,7 +187,13 @@ class HostNet:
         had bandwidth; otherwise only ports with (or once with) bandwidth are looked at.
         """
         errors = self._plug_devices(specs)
+        skip: set[str] = set()
+        if check_qos:  # the ports with nothing to compare, found in two dumps
+            skip = qos_scan.bare(self._sock, [s for s in specs if qos_scan.wants_no_qos(s)])
         for pos, spec in enumerate(specs):
+            if spec.tap in skip and errors[pos] is None:
+                self.outbound_modes[spec.tap] = None
+                continue
             if errors[pos] is None and (check_qos or spec.qos or spec.bandwidth or spec.class_id):
                 try:
                     self.apply_port_qos(spec)
