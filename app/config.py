@@ -16,6 +16,9 @@ from app.config_basics import ConfigError, parse_listen
 __all__ = ["ConfigError", "Settings", "get_settings", "parse_listen"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
+#: measured with bench/e2e.py's 16-client row on a 2-core host (docs/benchmarks.md)
+DEFAULT_API_WORKERS = 1
+DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW = 10, 20
 
 
 class Settings(BaseSettings):
@@ -26,7 +29,16 @@ class Settings(BaseSettings):
     broker_url: str = ""
     host_name: str = Field(default_factory=socket.gethostname)
     listen: str = "127.0.0.1:8080"
-    api_workers: int = Field(default=1, ge=1, le=64)
+    #: uvicorn worker processes of `virtnet api` / `virtnet serve` (docs/benchmarks.md,
+    #: "Defaults for 16 clients", measured the default)
+    api_workers: int = Field(default=DEFAULT_API_WORKERS, ge=1, le=64)
+    #: PostgreSQL connections each process keeps open (SQLAlchemy's pool_size) ...
+    db_pool_size: int = Field(default=DEFAULT_DB_POOL_SIZE, ge=1, le=200)
+    #: ... and how many more it opens under a burst, closed when it passes (max_overflow).
+    #: Every API worker, the control worker and `virtnet` commands each have their own pool:
+    #: keep api_workers * (pool + overflow) + the control worker's under the server's
+    #: max_connections (100 by default).
+    db_max_overflow: int = Field(default=DEFAULT_DB_MAX_OVERFLOW, ge=0, le=500)
     bootstrap_token: str | None = None
     #: the network namespace this machine's host worker works in (`virtnet serve`)
     netns: str | None = None

@@ -11,6 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 READ_ONLY = "virtnet_read_only"
 
 
+def pool_limits() -> tuple[int, int]:
+    """(pool_size, max_overflow) from VIRTNET_DB_POOL_SIZE and VIRTNET_DB_MAX_OVERFLOW."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    return settings.db_pool_size, settings.db_max_overflow
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -34,7 +42,8 @@ def get_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    size, overflow = pool_limits()
+    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
 
 
 @lru_cache(maxsize=16)
