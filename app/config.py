@@ -17,8 +17,8 @@ __all__ = ["ConfigError", "Settings", "get_settings", "parse_listen"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
 #: measured with bench/e2e.py's 16-client row on a 2-core host (docs/benchmarks.md)
-DEFAULT_API_WORKERS = 1
-DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW = 10, 20
+DEFAULT_API_WORKERS = 2
+DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW = 10, 10
 
 
 class Settings(BaseSettings):

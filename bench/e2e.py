@@ -252,7 +252,9 @@ def e2e_rows(args: argparse.Namespace) -> tuple[list[list[str]], float]:
                 with e2e_phases.profiled(
                     args.profile if clients == 16 else None, "c16", pids(cluster), args.fmt
                 ):
-                    rows.append(load(api, clients, args.seconds, 1_000_000 * (k + 1)))
+                    with e2e_phases.PeakConnections(cluster) as seen:
+                        row = load(api, clients, args.seconds, 1_000_000 * (k + 1))
+                    rows.append([*row[:-1], f"{row[-1]}, {seen.peak} db conns"])
             if args.bulk:
                 rows += bulk_rows(cluster, api, ns, args.bulk)
             if args.idle:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +33,8 @@ from sqlalchemy import text
 from app.db import get_sessionmaker
 from tests.cluster import Cluster
 
-PY_SPY = Path("/work/main/.venv/bin/py-spy")
+#: from the `bench` extra (pip install -e '.[bench]'), beside this Python or on PATH
+PY_SPY = Path(sys.executable).parent / "py-spy"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,6 +94,39 @@ def idle_rows(procs: dict[str, int], seconds: float) -> list[list[str]]:
     return rows
 
 
+# -- database connections
+
+
+class PeakConnections:
+    """The most connections to the bench's database seen at once (pg_stat_activity, every
+    50 ms) while the block runs: what the pools (VIRTNET_DB_POOL_SIZE) were asked for."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.url, self.peak = cluster.settings.effective_database_url, 0
+
+    def __enter__(self) -> PeakConnections:
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        query = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        with get_sessionmaker(self.url)() as db:
+            while not self._stop.wait(0.05):
+                self.peak = max(self.peak, int(db.execute(query).scalar_one()))
+                db.rollback()
+
+
 # -- profiles
 
 
@@ -104,10 +140,13 @@ def profiled(
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
+    spy = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
     ext = "json" if fmt == "speedscope" else "svg"
     spies = []
     for name, pid in procs.items():
-        argv = [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+        argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
         argv += ["--format", fmt, "--output", str(out / f"{phase}-{name}.{ext}")]
         spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     time.sleep(attach)  # py-spy attaches
