@@ -126,8 +126,9 @@ def _config_requests(p: _Port) -> list[tuple[str, nlsock.Request]]:
         # the tap is up, paying an expedited RCU grace period per tap, 100 taps a second,
         # holding RTNL. A look-up runs the event now, while the tap is down and it is cheap.
         out.append(("sync", nlsock.Request(nl.RTM_GETLINK, nl.ifinfomsg(p.index) + _SKIP_STATS)))
-    up = nl.ifinfomsg(p.index, nl.IFF_UP, nl.IFF_UP)
-    out.append(("link", nlsock.Request(nl.RTM_NEWLINK, up + attrs)))
+    if link is None or attrs or not link.up:  # a reconcile finds most taps as they should be
+        up = nl.ifinfomsg(p.index, nl.IFF_UP, nl.IFF_UP)
+        out.append(("link", nlsock.Request(nl.RTM_NEWLINK, up + attrs)))
     libvirt = spec.mac_table_manager == "libvirt"
     want = 0 if libvirt else 1
     isolated = int(spec.isolated)
