@@ -66,6 +66,25 @@ def get_links(
     return out
 
 
+#: from this many names on, one dump of every link beats a look-up each (a reconcile:
+#: ~9000 look-ups by name took 1.6 s, the kernel answering each within our sendto; a dump of
+#: 10,000 links 0.6 s)
+DUMP_FROM = 512
+
+
+def get_many(
+    sock: nlsock.NetlinkSocket, names: Sequence[str]
+) -> list[nl.Link | None | KernelError]:
+    """``get_links``, by one dump when there are many names."""
+    if len(names) < DUMP_FROM:
+        return get_links(sock, names)
+    try:
+        by_name = {link.name: link for link in dump_links(sock)}
+    except KernelError:
+        return get_links(sock, names)
+    return [by_name.get(name) for name in names]
+
+
 def get_link_by_index(sock: nlsock.NetlinkSocket, index: int) -> nl.Link | None:
     reply = sock.request(nl.RTM_GETLINK, nl.ifinfomsg(index) + _SKIP_STATS)
     return link_from_reply(reply, f"looking up interface #{index}")

@@ -266,7 +266,7 @@ def _adopt_existing(
     if not ports:
         return
     reopen: list[_Port] = []
-    for p, link in zip(ports, links.get_links(sock, [p.spec.tap for p in ports]), strict=True):
+    for p, link in zip(ports, links.get_many(sock, [p.spec.tap for p in ports]), strict=True):
         if isinstance(link, KernelError):
             p.error = link
             continue
