@@ -284,8 +284,10 @@ def _restart(
         registered = wait(lambda: intent(cluster, host)[2] != old_worker, 60, "registration")
 
         def caught_up() -> bool:
-            desired, applied, _ = intent(cluster, host)
-            return applied > before and applied == desired
+            # the registration's full bundle is revision before + 1: once the host reports
+            # it (or a later one), every port's report is in. (Not ``applied == desired``:
+            # a reconcile longer than VIRTNET_RESYNC_SECONDS gets a second full resend.)
+            return intent(cluster, host)[1] > before
 
         try:
             applied = wait(caught_up, 120, "applied revision after the restart")
