@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -26,8 +27,10 @@ def run_api(
 
     host, port = parse_listen(listen or settings.listen)
     if settings.api_workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         # each worker process builds its app from the same VIRTNET_* environment
-        uvicorn.run(
+        config = uvicorn.Config(
             "app.api.main:create_app",
             factory=True,
             workers=settings.api_workers,
@@ -37,6 +40,7 @@ def run_api(
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
+        Multiprocess(config, sockets=[_tcp_listener(host, port)]).run()
         return
 
     class Server(uvicorn.Server):
@@ -54,6 +58,23 @@ def run_api(
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     Server(config).run()
+
+
+def _tcp_listener(host: str, port: int) -> socket.socket:
+    """The socket the API workers share, made as uvicorn's ``bind_socket`` makes it but with
+    its protocol set: uvicorn's leaves it 0, the accepted connections inherit that, and
+    asyncio sets TCP_NODELAY only on IPPROTO_TCP sockets, so each keep-alive request then
+    waited ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"virtnet: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def create_token(settings: Settings, *, role: str, name: str) -> str:
