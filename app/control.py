@@ -161,6 +161,7 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 digest=report.digest,
                 remote_entries=report.remote_entries,
                 error=report.error,
+                resync=report.resync,
             )
             migration.after_overlay_report(ctx, network_id=report.network_id)
             ctx.commit(conflict="an overlay report raced another; the next one settles it")

@@ -1,11 +1,13 @@
-"""The host side of overlay networks: desired state (app.messages.OverlayState) to kernel
-calls, and what the host reports back."""
+"""The host side of overlay networks: desired state (app.messages.OverlayState, or an
+OverlayDelta on top of the one held) to kernel calls, and what the host reports back."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from app.messages import NetworkSpec, OverlayReport, OverlayState
+from app.messages import NetworkSpec, OverlayDelta, OverlayReport, OverlayState
+from app.messages.overlay import add_sums, entry_hash, remote_sum
 from workers.kernel import KernelError, OwnedDevice
 from workers.kernel.interface import HostNetwork
 from workers.kernel.vxlan import OVERHEAD, OverlaySpec, device_name
@@ -43,6 +45,103 @@ def spec(state: OverlayState) -> OverlaySpec:
         peers=tuple(state.peers),
         remote=tuple((mac, dst) for mac, dst in state.remote),
     )
+
+
+@dataclass(frozen=True)
+class Held:
+    """The overlay state a host last applied, whole: what the next delta builds on."""
+
+    state: OverlayState
+    #: MAC -> its remote entry's destination
+    remote: dict[str, str]
+    #: the sum of the entries' hashes (app.messages.overlay.remote_sum)
+    total: int
+
+
+class Tables:
+    """Each overlay network's state as this host last applied it, so that a change arrives
+    as the few entries it touches (OverlayDelta), checked against the whole state's digest.
+
+    Only in memory: a restarted worker holds nothing, and its first delta asks for the
+    whole state, as does a delta that does not fit (one before it was lost)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Held] = {}
+
+    def held(self, network_id: int) -> OverlayState | None:
+        held = self._held.get(network_id)
+        return held.state if held is not None else None
+
+    def forget(self, network_id: int) -> None:
+        self._held.pop(network_id, None)
+
+    def full(
+        self,
+        net: HostNetwork,
+        state: OverlayState,
+        underlay: str | None,
+        *,
+        host: str,
+        full: bool = False,
+    ) -> OverlayReport:
+        """Apply a whole state (a full one reads the kernel back first)."""
+        held = Held(state, dict(state.remote), remote_sum(state.remote))
+        if state.digest_with(held.total) != state.digest:  # a sender of another version?
+            log.warning("overlay of network %s: the digest sent is not the state's", state.name)
+        return self._apply(net, held, underlay, host=host, full=full)
+
+    def delta(
+        self, net: HostNetwork, delta: OverlayDelta, underlay: str | None, *, host: str
+    ) -> OverlayReport:
+        """Apply a delta to the state held, if the result is the state it was made from."""
+        held = self._held.get(delta.network_id)
+        new = _patched(held, delta) if held is not None else None
+        if new is None:
+            log.info(
+                "overlay of network %s: a change did not fit the table held; asking for all",
+                delta.name,
+            )
+            return OverlayReport(
+                host=host,
+                network_id=delta.network_id,
+                generation=delta.generation,
+                digest=held.state.digest if held is not None else None,
+                remote_entries=len(held.remote) if held is not None else 0,
+                resync=True,
+            )
+        return self._apply(net, new, underlay, host=host, full=False)
+
+    def _apply(
+        self, net: HostNetwork, held: Held, underlay: str | None, *, host: str, full: bool
+    ) -> OverlayReport:
+        state = held.state
+        report = apply(net, state, underlay, host=host, full=full)
+        if report.error is None:
+            self._held[state.network_id] = held
+        else:  # what the kernel has is unknown: the next delta asks for the whole state
+            self._held.pop(state.network_id, None)
+        return report
+
+
+def _patched(held: Held, delta: OverlayDelta) -> Held | None:
+    """The held state with the delta applied, or None if its digest is not the delta's."""
+    if held.state.uuid != delta.uuid or held.state.generation != delta.generation:
+        return None  # another run of the network: only a whole state starts it
+    remote, total, macs = dict(held.remote), held.total, set(delta.macs)
+    for mac in macs:
+        if (dst := remote.pop(mac, None)) is not None:
+            total = add_sums(total, -entry_hash(mac, dst))
+    for mac, dst in delta.remote:
+        if mac not in macs or mac in remote:
+            return None  # malformed: an entry the delta did not say it changes
+        remote[mac] = dst
+        total = add_sums(total, entry_hash(mac, dst))
+    head = delta.model_dump(exclude={"macs", "remote"})
+    if OverlayState(**head).digest_with(total) != delta.digest:
+        return None
+    # the fields were validated as the delta's: no need to check 900 entries again
+    state = OverlayState.model_construct(**head, remote=sorted(remote.items()))
+    return Held(state, remote, total)
 
 
 def apply(

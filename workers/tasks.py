@@ -30,6 +30,7 @@ from app.messages import (
     ReconcileHost,
     RemoveNetwork,
     SyncOverlay,
+    SyncOverlayDelta,
     read_step,
 )
 from app.messages.names import (
@@ -97,6 +98,8 @@ class HostAgent:
         self.capabilities: dict[str, Any] = {}
         #: the desired revision this worker brought the host to (app.services.intent)
         self.revisions = Revisions()
+        #: each overlay network's state as last applied here: what a delta builds on
+        self.overlays = overlay.Tables()
 
     @property
     def net(self) -> HostNetwork:
@@ -170,6 +173,10 @@ class HostAgent:
                 self.reconcile(networks, ports)
             case SyncOverlay(overlay=state):
                 self.sync_overlay(state)
+            case SyncOverlayDelta(delta=delta):
+                with self._lock:
+                    report = self.overlays.delta(self.net, delta, self.underlay, host=self.host)
+                self.send(REPORT_OVERLAY, report)
 
     def realise(self, network_in: NetworkIn) -> None:
         network = NetworkSpec.read(network_in, REALISE_NETWORK)
@@ -209,7 +216,7 @@ class HostAgent:
         """Make the network's VXLAN device, table and firewall match; report what it did."""
         with self._lock:
             desired = OverlayState.read(state, SYNC_OVERLAY)
-            report = overlay.apply(self.net, desired, self.underlay, host=self.host, full=full)
+            report = self.overlays.full(self.net, desired, self.underlay, host=self.host, full=full)
         self.send(REPORT_OVERLAY, report)
 
     def remove(self, network_in: NetworkIn) -> None:
@@ -219,6 +226,7 @@ class HostAgent:
         self._lease_watch.pop(network.uuid, None)
         with self._lock:
             if network.vni:
+                self.overlays.forget(network.network_id)
                 self.net.remove_overlay(network.vni, owner=network.uuid)
             network_services.remove(self.net, network)
             self.net.remove_bridge(network.bridge, owner=network.uuid)

@@ -9,12 +9,17 @@ from app.messages.host import (
     Bundle,
     HostPort,
     NetworkSpec,
-    OverlayState,
     RealiseNetwork,
     ReconcileHost,
     RemoveNetwork,
-    SyncOverlay,
     read_step,
+)
+from app.messages.overlay import (
+    OverlayDelta,
+    OverlayHead,
+    OverlayState,
+    SyncOverlay,
+    SyncOverlayDelta,
 )
 from app.messages.reports import (
     AppliedReport,
@@ -37,6 +42,8 @@ __all__ = [
     "Message",
     "MessageError",
     "NetworkSpec",
+    "OverlayDelta",
+    "OverlayHead",
     "OverlayReport",
     "OverlayState",
     "PortResult",
@@ -46,5 +53,6 @@ __all__ = [
     "ReconcileHost",
     "RemoveNetwork",
     "SyncOverlay",
+    "SyncOverlayDelta",
     "read_step",
 ]

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from app.messages import names
 from app.messages.base import Message, MessageError
+from app.messages.overlay import OverlayState, SyncOverlay, SyncOverlayDelta
 
 MacTableManager = Literal["kernel", "libvirt"]
 
@@ -54,25 +55,6 @@ class HostPort(Message):
         inbound = (self.bandwidth or {}).get("inbound") or {}
         floor = inbound.get("floor")
         return int(floor) if floor and self.class_id is not None else None
-
-
-class OverlayState(Message):
-    """An overlay network's desired VXLAN device, table and firewall on one host
-    (app.services.overlay.host_states); ``digest`` comes back in the report."""
-
-    network_id: int
-    generation: int
-    uuid: str
-    bridge: str
-    vni: int
-    local: str | None
-    digest: str
-    name: str | None = None
-    port: int = 4789
-    flood: bool = True
-    peers: list[str] = Field(default_factory=list)
-    remote: list[tuple[str, str]] = Field(default_factory=list)
-    allowed: list[str] = Field(default_factory=list)
 
 
 class NetworkSpec(Message):
@@ -125,10 +107,6 @@ class ReconcileHost(Message):
     ports: list[HostPort] = Field(default_factory=list)
 
 
-class SyncOverlay(Message):
-    overlay: OverlayState
-
-
 #: the payload of each step (and single-step task) by task name
 STEPS: dict[str, type[Message]] = {
     names.APPLY_PORTS: ApplyPorts,
@@ -136,6 +114,7 @@ STEPS: dict[str, type[Message]] = {
     names.REMOVE_NETWORK: RemoveNetwork,
     names.RECONCILE_HOST: ReconcileHost,
     names.SYNC_OVERLAY: SyncOverlay,
+    names.SYNC_OVERLAY_DELTA: SyncOverlayDelta,
 }
 
 

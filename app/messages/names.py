@@ -23,6 +23,8 @@ RECONCILE_HOST = "virtnet.host.reconcile"
 APPLY_PORTS = "virtnet.host.apply_ports"
 #: an overlay network's forwarding table on one host
 SYNC_OVERLAY = "virtnet.host.sync_overlay"
+#: what changed in it since the state the host was last sent (a bundle step only)
+SYNC_OVERLAY_DELTA = "virtnet.host.sync_overlay_delta"
 #: what one transaction decided for one host, stamped with the host's desired revision
 APPLY_BUNDLE = "virtnet.host.apply"
 

@@ -69,6 +69,9 @@ class OverlayReport(Message):
     error_code: HostErrorCode | None = None
     #: netlink requests the sync took
     requests: int = 0
+    #: a delta did not fit the table the host holds (it missed a change, or restarted):
+    #: ``digest`` is of what it holds, and it wants the whole state
+    resync: bool = False
 
 
 class Heartbeat(Message):

@@ -9,15 +9,15 @@ any host whose digest differs, so a lost message delays convergence and never pr
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-from app.messages import OverlayState, SyncOverlay
-from app.messages.names import SYNC_OVERLAY, host_queue
+from app.messages import OverlayDelta, OverlayHead, OverlayState, SyncOverlay, SyncOverlayDelta
+from app.messages.names import SYNC_OVERLAY, SYNC_OVERLAY_DELTA, host_queue
+from app.messages.overlay import add_sums, entry_hash
 from app.models import Host, Network, Port, Realisation
 from app.services.context import Ctx
 
@@ -42,110 +42,155 @@ def eligible(host: Host, network: Network) -> bool:
     return overlay_of(network) is None or bool(host.underlay)
 
 
-def _hosts(ctx: Ctx) -> dict[str, Host]:
-    return {h.name: h for h in ctx.db.scalars(select(Host).where(Host.underlay.is_not(None)))}
+def _hosts(ctx: Ctx) -> dict[str, str]:
+    """host -> underlay address, of the hosts that said theirs."""
+    query = select(Host.name, Host.underlay).where(Host.underlay.is_not(None))
+    return {name: underlay for name, underlay in ctx.db.execute(query) if underlay}
 
 
-def _live_ports(ctx: Ctx, network_id: int) -> list[Port]:
-    query = select(Port).where(Port.network_id == network_id, Port.state.in_(LIVE_STATES))
-    return list(ctx.db.scalars(query))
+@dataclass
+class Table:
+    """One overlay network's desired state on each of its hosts, from one read of its ports
+    (three queries, whatever the number of hosts); each host's digest comes from sums of
+    entry hashes, so it costs no table of its own."""
 
+    network: Network
+    overlay: dict[str, Any]
+    underlay: dict[str, str]
+    #: hosts the network is realised on (that have an underlay) -> the digest each confirmed
+    acked: dict[str, str | None]
+    #: MAC -> the host its guest is on (live ports whose entry is written)
+    entries: dict[str, str]
+    #: hosts that get the network's broadcasts
+    port_hosts: set[str]
+    _sums: dict[str, int] = field(default_factory=dict)
+    _total: int = 0
 
-def _members(ctx: Ctx, network_id: int) -> list[str]:
-    query = select(Realisation.host).where(Realisation.network_id == network_id)
-    return sorted(ctx.db.scalars(query))
+    @classmethod
+    def read(cls, ctx: Ctx, network: Network) -> Table | None:
+        overlay = overlay_of(network)
+        if overlay is None or network.live is None:  # live is set before a start is planned
+            return None
+        underlay = _hosts(ctx)
+        members = select(Realisation.host, Realisation.overlay_digest).where(
+            Realisation.network_id == network.id
+        )
+        acked = {h: d for h, d in ctx.db.execute(members) if h in underlay}
+        ports = select(Port.mac, Port.host, Port.fdb, Port.migration).where(
+            Port.network_id == network.id, Port.state.in_(LIVE_STATES)
+        )
+        entries: dict[str, str] = {}
+        port_hosts: set[str] = set()
+        for mac, host, fdb, migration in ctx.db.execute(ports):
+            port_hosts.add(host)
+            if migration and migration.get("phase") == "plugging":
+                port_hosts.add(migration["target"])  # it gets broadcasts before the switch
+            if fdb and host in underlay:
+                entries[mac] = host
+        # the gateway host answers for the network's addresses (DHCP, ARP, routing) even with
+        # no guest of its own: it gets broadcasts, and its bridge MAC an entry everywhere else
+        gateway: str = overlay.get("gateway_host") or ""
+        live = network.live or network.definition
+        if gateway in acked and live.get("mac"):
+            entries[str(live["mac"]).lower()] = gateway
+            port_hosts.add(gateway)
+        table = cls(network, overlay, underlay, dict(sorted(acked.items())), entries, port_hosts)
+        for mac, host in entries.items():
+            share = entry_hash(mac, underlay[host])
+            table._sums[host] = table._sums.get(host, 0) + share
+            table._total += share
+        return table
 
+    @property
+    def members(self) -> list[str]:
+        return list(self.acked)
 
-def _sync(state: dict[str, Any]) -> SyncOverlay:
-    return SyncOverlay(overlay=OverlayState.read(state))
+    def head(self, host: str) -> OverlayHead:
+        live = self.network.live or self.network.definition
+        flood = live.get("bridge", {}).get("mac_table_manager", "kernel") != "libvirt"
+        underlay = self.underlay
+        head = OverlayHead(
+            network_id=self.network.id,
+            generation=self.network.generation,
+            uuid=self.network.uuid,
+            name=self.network.name,
+            bridge=self.network.bridge,
+            vni=self.overlay["vni"],
+            port=self.overlay.get("port", 4789),
+            local=underlay[host],
+            flood=flood,
+            peers=sorted({underlay[h] for h in self.port_hosts if h != host and h in underlay}),
+            allowed=sorted({underlay[h] for h in self.acked}),
+            digest="",
+        )
+        remote = add_sums(self._total, -self._sums.get(host, 0))
+        return head.model_copy(update={"digest": head.digest_with(remote)})
 
+    def digest(self, host: str) -> str:
+        return self.head(host).digest
 
-def digest(state: dict[str, Any]) -> str:
-    body = {k: v for k, v in state.items() if k not in ("digest", "generation")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    def remote(self, host: str, macs: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """The host's remote entries (of ``macs`` only, if given), sorted."""
+        wanted = self.entries if macs is None else {m: self.entries.get(m) for m in macs}
+        return sorted((m, self.underlay[h]) for m, h in wanted.items() if h and h != host)
+
+    def state(self, host: str) -> OverlayState:
+        head = self.head(host)
+        return OverlayState(**dict(head), remote=self.remote(host))
+
+    def delta(self, host: str, macs: Iterable[str]) -> OverlayDelta:
+        head, changed = self.head(host), sorted(set(macs))
+        return OverlayDelta(**dict(head), macs=changed, remote=self.remote(host, changed))
 
 
 def host_states(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
     """The desired overlay state of every host the network is realised on."""
-    overlay = overlay_of(network)
-    if overlay is None or network.live is None:  # live is set before a start is planned
+    table = Table.read(ctx, network)
+    if table is None:
         return {}
-    hosts = _hosts(ctx)
-    members = [h for h in _members(ctx, network.id) if h in hosts]
-    ports = _live_ports(ctx, network.id)
-    port_hosts: set[str] = set()
-    for p in ports:
-        port_hosts.add(p.host)
-        if p.migration and p.migration.get("phase") == "plugging":
-            port_hosts.add(p.migration["target"])  # it gets broadcasts before the switch
-    live = network.live or network.definition
-    flood = live.get("bridge", {}).get("mac_table_manager", "kernel") != "libvirt"
-    # the gateway host answers for the network's addresses (DHCP, ARP, routing) even with no
-    # guest of its own: it gets broadcasts, and its bridge MAC has an entry everywhere else
-    gateway: str = overlay.get("gateway_host") or ""
-    at = hosts[gateway].underlay if gateway in members else None
-    gateway_mac = [(str(live["mac"]).lower(), at)] if at and live.get("mac") else []
-    if gateway_mac:
-        port_hosts.add(gateway)
-    allowed = sorted({u for h in members if (u := hosts[h].underlay) is not None})
-    states = {}
-    for name in members:
-        me = hosts[name]
-        peers = sorted(
-            {u for h in port_hosts if h != name and h in hosts and (u := hosts[h].underlay)}
-        )
-        remote = sorted(
-            [
-                [p.mac, hosts[p.host].underlay]
-                for p in ports
-                if p.host != name and p.host in hosts and p.fdb
-            ]
-            + [list(entry) for entry in gateway_mac if name != gateway]
-        )
-        state = {
-            "network_id": network.id,
-            "generation": network.generation,
-            "uuid": network.uuid,
-            "name": network.name,
-            "bridge": network.bridge,
-            "vni": overlay["vni"],
-            "port": overlay.get("port", 4789),
-            "local": me.underlay,
-            "flood": flood,
-            "peers": peers,
-            "remote": remote,
-            "allowed": allowed,
-        }
-        state["digest"] = digest(state)
-        states[name] = state
-    return states
+    return {host: table.state(host).wire() for host in table.members}
 
 
-def nudge(ctx: Ctx, networks: Iterable[Network]) -> int:
-    """Queue the new desired state to every host of each overlay network; returns messages."""
+def nudge(ctx: Ctx, networks: Iterable[Network], changed: dict[int, set[str]] | None = None) -> int:
+    """Queue the new desired state to every host of each overlay network whose state it has
+    not confirmed; returns messages. With ``changed`` (network id -> MACs whose entries
+    changed) a host gets only those entries (a delta) and asks for the whole table if it
+    does not fit the one it holds; without, it gets the whole table."""
     sent = 0
     for network in {n.id: n for n in networks}.values():
         if overlay_of(network) is None:
             continue
         ctx.db.flush()
-        query = select(Realisation.host, Realisation.overlay_digest).where(
-            Realisation.network_id == network.id
-        )
-        acked = {host: applied for host, applied in ctx.db.execute(query).all()}
-        for host, state in host_states(ctx, network).items():
-            if acked.get(host) == state["digest"]:
-                continue  # this host's table did not change
-            ctx.outbox.add(SYNC_OVERLAY, _sync(state), host_queue(host))
+        table = Table.read(ctx, network)
+        if table is None:
+            continue
+        macs = None if changed is None else changed.get(network.id)
+        for host, acked in table.acked.items():
+            if macs is None:
+                state = table.state(host)
+                if acked == state.digest:
+                    continue  # this host's table did not change
+                ctx.outbox.add(SYNC_OVERLAY, SyncOverlay(overlay=state), host_queue(host))
+            else:
+                delta = table.delta(host, macs)
+                if acked == delta.digest:
+                    continue
+                message = SyncOverlayDelta(delta=delta)
+                ctx.outbox.add(SYNC_OVERLAY_DELTA, message, host_queue(host))
             sent += 1
     return sent
 
 
 def nudge_ports(ctx: Ctx, ports: Iterable[Port]) -> int:
-    ids = {p.network_id for p in ports if p.network_id is not None}
-    if not ids:
+    """Tell every host of the ports' networks what changed for these ports' guests."""
+    changed: dict[int, set[str]] = {}
+    for p in ports:
+        if p.network_id is not None:
+            changed.setdefault(p.network_id, set()).add(p.mac)
+    if not changed:
         return 0
-    query = select(Network).where(Network.id.in_(ids), Network.vni.is_not(None))
-    return nudge(ctx, ctx.db.scalars(query).all())
+    query = select(Network).where(Network.id.in_(changed), Network.vni.is_not(None))
+    return nudge(ctx, ctx.db.scalars(query).all(), changed)
 
 
 def nudge_all(ctx: Ctx) -> int:
@@ -162,8 +207,10 @@ def record_report(
     digest: str | None,
     remote_entries: int,
     error: str | None,
+    resync: bool = False,
 ) -> Realisation | None:
-    """A host says which overlay state it applied; an older run's report is dropped."""
+    """A host says which overlay state it applied; an older run's report is dropped. A host
+    that could not apply a delta (``resync``) gets the whole state at once."""
     network = ctx.db.get(Network, network_id)
     if network is None or network.generation != generation or network.state == "inactive":
         return None
@@ -175,11 +222,15 @@ def record_report(
     row.overlay_digest = None if error else digest
     row.overlay_error = error
     row.remote_entries = remote_entries
+    if resync and (table := Table.read(ctx, network)) is not None and host in table.acked:
+        state = table.state(host)
+        ctx.outbox.add(SYNC_OVERLAY, SyncOverlay(overlay=state), host_queue(host))
     return row
 
 
 def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace: float) -> int:
-    """Resend the desired overlay state to hosts that have not confirmed it for ``grace`` s.
+    """Resend the whole desired overlay state to hosts that have not confirmed it for
+    ``grace`` s (a delta or its report was lost, or the host failed to apply it).
 
     ``seen`` (kept by the caller between passes) remembers since when each host has lagged
     behind which desired state: a state that just changed has its nudge in flight, and
@@ -192,24 +243,31 @@ def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace:
     sent = 0
     lagging: set[tuple[int, str]] = set()
     for network in ctx.db.scalars(query).all():
-        rows = {
-            r.host: r
-            for r in ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id))
-        }
-        for host, state in host_states(ctx, network).items():
-            row = rows.get(host)
-            if row is None or row.state not in ("active", "degraded", "failed"):
+        table = Table.read(ctx, network)
+        if table is None:
+            continue
+        states = dict(
+            ctx.db.execute(
+                select(Realisation.host, Realisation.state).where(
+                    Realisation.network_id == network.id
+                )
+            ).all()
+        )
+        for host, acked in table.acked.items():
+            if states.get(host) not in ("active", "degraded", "failed"):
                 continue
-            if row.overlay_digest == state["digest"]:
+            digest = table.digest(host)
+            if acked == digest:
                 continue
             key = (network.id, host)
             lagging.add(key)
             digest_seen, since = seen.get(key, ("", now))
-            if digest_seen != state["digest"]:
-                seen[key] = (state["digest"], now)
+            if digest_seen != digest:
+                seen[key] = (digest, now)
             elif now - since >= grace:
-                ctx.outbox.add(SYNC_OVERLAY, _sync(state), host_queue(host))
-                seen[key] = (state["digest"], now)
+                state = table.state(host)
+                ctx.outbox.add(SYNC_OVERLAY, SyncOverlay(overlay=state), host_queue(host))
+                seen[key] = (digest, now)
                 sent += 1
     for key in set(seen) - lagging:
         del seen[key]
@@ -218,19 +276,20 @@ def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace:
 
 def host_view(ctx: Ctx, network: Network) -> dict[str, dict[str, Any]]:
     """Per host: its underlay address, remote entries written, and whether it is in sync."""
-    if overlay_of(network) is None:
+    table = Table.read(ctx, network)
+    if table is None:
         return {}
-    hosts = _hosts(ctx)
-    states = host_states(ctx, network)
     rows = ctx.db.scalars(select(Realisation).where(Realisation.network_id == network.id))
     out = {}
     for row in rows:
-        state = states.get(row.host)
+        member = row.host in table.acked
         out[row.host] = {
-            "underlay": hosts[row.host].underlay if row.host in hosts else None,
+            "underlay": table.underlay.get(row.host),
             "remote_entries": row.remote_entries,
-            "remote_entries_wanted": len(state["remote"]) if state else 0,
-            "in_sync": state is not None and row.overlay_digest == state["digest"],
+            "remote_entries_wanted": sum(1 for h in table.entries.values() if h != row.host)
+            if member
+            else 0,
+            "in_sync": member and row.overlay_digest == table.digest(row.host),
             "error": row.overlay_error,
         }
     return out
