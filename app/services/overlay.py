@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.messages import OverlayDelta, OverlayHead, OverlayState, SyncOverlay, SyncOverlayDelta
 from app.messages.names import SYNC_OVERLAY, SYNC_OVERLAY_DELTA, host_queue
@@ -208,24 +208,37 @@ def record_report(
     remote_entries: int,
     error: str | None,
     resync: bool = False,
-) -> Realisation | None:
-    """A host says which overlay state it applied; an older run's report is dropped. A host
-    that could not apply a delta (``resync``) gets the whole state at once."""
-    network = ctx.db.get(Network, network_id)
-    if network is None or network.generation != generation or network.state == "inactive":
-        return None
-    row = ctx.db.scalar(
-        select(Realisation).where(Realisation.network_id == network_id, Realisation.host == host)
+) -> bool:
+    """A host says which overlay state it applied; an older run's report is dropped (False).
+    A host that could not apply a delta (``resync``) gets the whole state at once.
+
+    One statement: every change brings a report from each host of the network, and the
+    control worker records them one after another."""
+    stmt = (
+        update(Realisation)
+        .where(
+            Realisation.network_id == network_id,
+            Realisation.host == host,
+            Network.id == Realisation.network_id,
+            Network.generation == generation,
+            Network.state != "inactive",
+        )
+        .values(
+            overlay_digest=None if error else digest,
+            overlay_error=error,
+            remote_entries=remote_entries,
+        )
+        .returning(Realisation.id)
+        .execution_options(synchronize_session=False)
     )
-    if row is None:
-        return None
-    row.overlay_digest = None if error else digest
-    row.overlay_error = error
-    row.remote_entries = remote_entries
-    if resync and (table := Table.read(ctx, network)) is not None and host in table.acked:
+    if ctx.db.execute(stmt).first() is None:
+        return False
+    network = ctx.db.get(Network, network_id) if resync else None
+    table = Table.read(ctx, network) if network is not None else None
+    if table is not None and host in table.acked:
         state = table.state(host)
         ctx.outbox.add(SYNC_OVERLAY, SyncOverlay(overlay=state), host_queue(host))
-    return row
+    return True
 
 
 def out_of_sync(ctx: Ctx, seen: dict[tuple[int, str], tuple[str, float]], grace: float) -> int:
