@@ -97,8 +97,9 @@ class Tables:
         held = self._held.get(delta.network_id)
         new = _patched(held, delta) if held is not None else None
         if new is None:
-            log.info(
-                "overlay of network %s: a change did not fit the table held; asking for all",
+            log.warning(
+                "overlay of network %s: a change does not fit the table held here (a message "
+                "was lost, or this worker restarted); asking for the whole table",
                 delta.name,
             )
             return OverlayReport(
