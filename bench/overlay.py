@@ -16,7 +16,9 @@ interfaces, less one), then:
 - restart: a host worker is killed, the host's VXLAN device deleted (a host that lost its
   table), the worker started again; the time until all its remote entries are back, from
   the worker's first heartbeat and from its process start;
-- per change: messages sent to hosts and FDB changes made in the kernels.
+- per change: FDB changes made in the kernels (from the monitors), and the messages pushed
+  onto the broker for a plug (to hosts, and reports to the control worker; counted over 10
+  more plugs with Redis MONITOR on, apart from the timed ones).
 """
 
 from __future__ import annotations
@@ -86,6 +88,58 @@ class Monitor:
         self._proc.wait(timeout=5)
 
 
+class Broker:
+    """Messages pushed onto the broker's queues (Redis MONITOR), by kind: to hosts, and to
+    the control worker apart from heartbeats."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+        self.pushed: dict[str, list[int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        with self._client.monitor() as monitor:
+            self._ready.set()
+            for event in monitor.listen():
+                if self._stop.is_set():
+                    return
+                command = str(event.get("command", ""))
+                parts = command.split(" ", 2)
+                if parts[0].upper() != "LPUSH" or len(parts) < 3:
+                    continue
+                queue = parts[1].strip('"')
+                kind = (
+                    "to hosts"
+                    if queue.startswith("host.")
+                    else "from hosts (reports)"
+                    if queue == "control"
+                    else ""
+                )
+                if kind:
+                    self.pushed.setdefault(kind, []).append(len(parts[2]))
+
+    def __enter__(self) -> Broker:
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._client.ping()  # wakes the monitor
+        self._thread.join(5)
+        self._client.close()
+
+    def per_change(self, changes: int) -> dict[str, tuple[float, float]]:
+        return {
+            kind: (len(sizes) / changes, statistics.mean(sizes))
+            for kind, sizes in sorted(self.pushed.items())
+        }
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -148,10 +202,8 @@ def run(hosts: int, ports: int, samples: int) -> dict[str, Any]:
             )
             fill = time.monotonic() - started
 
-            # plug on one host -> entry on all others
-            latencies: list[float] = []
-            changes_before = [m.changes for m in monitors]
-            for n in range(samples):
+            def plug(n: int) -> float:
+                """Plug port ``n``; from its entry on its host to the last other host's."""
                 h = n % hosts
                 m = mac(h, ports - 1 + n // hosts)
                 owner = {"name": f"p{n}", "uuid": str(uuid.uuid4())}
@@ -162,13 +214,25 @@ def run(hosts: int, ports: int, samples: int) -> dict[str, Any]:
                 assert r.status_code in (200, 201), r.text
                 rest = [x for i, x in enumerate(monitors) if i != h]
                 wait_for(
-                    lambda m=m, rest=rest: all(m in x.remote for x in rest),
+                    lambda: all(m in x.remote for x in rest),
                     timeout=30,
                     what=f"entry of {m} on every other host",
                 )
-                local = wait_for(lambda m=m, h=h: monitors[h].local.get(m), timeout=10)
-                latencies.append(max(x.remote[m] for x in rest) - local)
+                local = wait_for(lambda: monitors[h].local.get(m), timeout=10)
+                return max(x.remote[m] for x in rest) - local
+
+            # plug on one host -> entry on all others
+            changes_before = [m.changes for m in monitors]
+            latencies = [plug(n) for n in range(samples)]
             changes = sum(m.changes for m in monitors) - sum(changes_before)
+            # messages per plug, counted apart: watching the broker slows it down
+            counted = min(samples, 10)
+            with Broker(redis_url) as broker:
+                for n in range(samples, samples + counted):
+                    plug(n)
+                    time.sleep(0.3)  # the hosts' reports of this plug arrive too
+            messages = broker.per_change(counted)
+            samples += counted
 
             # a host that lost its table comes back
             victim, victim_ns = names[-1], namespaces[-1]
@@ -197,7 +261,8 @@ def run(hosts: int, ports: int, samples: int) -> dict[str, Any]:
                 "ports": ports,
                 "fill_seconds": fill,
                 "samples": latencies,
-                "changes_per_plug": changes / samples,
+                "changes_per_plug": changes / len(latencies),
+                "messages": messages,
                 "restart_entries": want,
                 "restart_from_up": back - up,
                 "restart_from_spawn": back - spawned,
@@ -240,6 +305,8 @@ def main() -> int:
         f"p99 {pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms"
     )
     print(f"FDB changes in all kernels per plug: {result['changes_per_plug']:.1f}")
+    for what, (count, size) in result["messages"].items():
+        print(f"messages per plug {what}: {count:.1f}, {size:.0f} bytes each on average")
     print(
         f"restarted host, {result['restart_entries']} remote entries: "
         f"{result['restart_from_up'] * 1000:.0f} ms after it registered, "
