@@ -4,6 +4,8 @@ OverlayDelta on top of the one held) to kernel calls, and what the host reports 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.messages import NetworkSpec, OverlayDelta, OverlayReport, OverlayState
@@ -14,6 +16,8 @@ from workers.kernel.vxlan import OVERHEAD, OverlaySpec, device_name
 from workers.wire import error_code, error_text
 
 log = logging.getLogger("virtnet.worker")
+#: seconds before a host that asked for an overlay's whole state (and got none) asks again
+ASK_AGAIN = 1.0
 DEFAULT_UNDERLAY_MTU = 1500
 
 
@@ -65,8 +69,12 @@ class Tables:
     Only in memory: a restarted worker holds nothing, and its first delta asks for the
     whole state, as does a delta that does not fit (one before it was lost)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._held: dict[int, Held] = {}
+        #: network id -> when this host last asked for its whole state: deltas queued
+        #: behind a lost one (or before a restart) ask once, not each
+        self._asked: dict[int, float] = {}
+        self._clock = clock
 
     def held(self, network_id: int) -> OverlayState | None:
         held = self._held.get(network_id)
@@ -74,6 +82,7 @@ class Tables:
 
     def forget(self, network_id: int) -> None:
         self._held.pop(network_id, None)
+        self._asked.pop(network_id, None)
 
     def full(
         self,
@@ -97,6 +106,10 @@ class Tables:
         held = self._held.get(delta.network_id)
         new = _patched(held, delta) if held is not None else None
         if new is None:
+            now = self._clock()
+            ask = now - self._asked.get(delta.network_id, -ASK_AGAIN) >= ASK_AGAIN
+            if ask:
+                self._asked[delta.network_id] = now
             log.warning(
                 "overlay of network %s: a change does not fit the table held here (a message "
                 "was lost, or this worker restarted); asking for the whole table",
@@ -108,7 +121,7 @@ class Tables:
                 generation=delta.generation,
                 digest=held.state.digest if held is not None else None,
                 remote_entries=len(held.remote) if held is not None else 0,
-                resync=True,
+                resync=ask,
             )
         return self._apply(net, new, underlay, host=host, full=False)
 
@@ -119,6 +132,7 @@ class Tables:
         report = apply(net, state, underlay, host=host, full=full)
         if report.error is None:
             self._held[state.network_id] = held
+            self._asked.pop(state.network_id, None)
         else:  # what the kernel has is unknown: the next delta asks for the whole state
             self._held.pop(state.network_id, None)
         return report

@@ -225,3 +225,23 @@ def test_a_delta_is_a_bundle_step_and_small() -> None:
     whole = OverlayState.model_validate(t.state("h0").wire())
     assert len(delta.remote) == 1 and len(whole.remote) == 61
     assert len(str(delta.wire())) * 5 < len(str(whole.wire()))
+
+
+def test_deltas_queued_behind_a_lost_one_ask_once_a_second() -> None:
+    now = [100.0]
+    tables, kernel = Tables(clock=lambda: now[0]), FakeVxlan()
+    tables.full(cast(HostNetwork, kernel), table(MACS).state("h0"), "10.9.0.1", host="h0")
+    lost = {**MACS, NEW: "h2"}  # its delta never arrives; each later one builds on it
+    backlog = [
+        table({**lost, f"52:54:00:00:0a:{i:02x}": "h1"}).delta("h0", {f"52:54:00:00:0a:{i:02x}"})
+        for i in range(5)
+    ]
+    asked = [apply(tables, kernel, d).resync for d in backlog[:4]]
+    assert asked == [True, False, False, False]
+    now[0] += 1.0
+    assert apply(tables, kernel, backlog[4]).resync  # no whole state came: ask again
+    whole = table(lost).state("h0")
+    tables.full(cast(HostNetwork, kernel), whole, "10.9.0.1", host="h0")
+    assert not apply(tables, kernel, backlog[0]).resync  # the backlog fits now
+    other = table({**lost, "52:54:00:00:0b:01": "h1"}).delta("h0", {NEW})
+    assert apply(tables, kernel, other).resync  # a whole state arrived: asking starts afresh
