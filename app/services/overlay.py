@@ -167,9 +167,9 @@ def nudge(ctx: Ctx, networks: Iterable[Network], changed: dict[int, set[str]] | 
         macs = None if changed is None else changed.get(network.id)
         for host, acked in table.acked.items():
             if macs is None:
-                state = table.state(host)
-                if acked == state.digest:
+                if acked == table.digest(host):
                     continue  # this host's table did not change
+                state = table.state(host)
                 ctx.outbox.add(SYNC_OVERLAY, SyncOverlay(overlay=state), host_queue(host))
             else:
                 delta = table.delta(host, macs)
