@@ -6,11 +6,12 @@ import logging
 import threading
 import uuid
 
-from app.celery_app import host_queue, make_celery, task_sender
+from app.celery_app import QueueDrain, host_queue, make_celery, task_sender
 from app.config import Settings
 from app.host_identity import own_host_key
+from workers.batching import register_host_tasks
 from workers.kernel import HostNet
-from workers.tasks import HostAgent, register_host_tasks
+from workers.tasks import HostAgent
 
 log = logging.getLogger("virtnet.worker")
 #: how often the worker checks that each network's dnsmasq still runs
@@ -76,7 +77,9 @@ def run_host_worker(
         underlay=underlay,
     )
     agent.probe()
-    register_host_tasks(celery, agent)
+    # the bundles waiting behind the one the worker is given run with it (workers.batching)
+    drain = QueueDrain(celery, host_queue(name))
+    register_host_tasks(celery, agent, drain)
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeats,
@@ -105,5 +108,6 @@ def run_host_worker(
         )
     finally:
         stop.set()
+        drain.close()
         agent.close()
     return 0

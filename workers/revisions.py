@@ -5,13 +5,17 @@ that arrives early (its predecessor is late or lost) is run at once, its state b
 and kept: once the gap is filled it runs again, so that an older state applied after it
 cannot stay. A full bundle (the whole desired state) resets the count, and bundles kept
 that came after it run again on top of it.
+
+Bundles drained from the queue together (workers.batching) are taken as one batch: the same
+decisions as one by one, but their steps run once, together.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 log = logging.getLogger("virtnet.worker")
 
@@ -20,6 +24,29 @@ MAX_AHEAD = 128
 
 #: runs a bundle's steps; False if one of them failed unexpectedly
 Runner = Callable[[int, Sequence[Sequence[Any]]], bool]
+#: runs the steps of several bundles, [(revision, steps)] in order; False as Runner
+PlanRunner = Callable[[list[tuple[int, Sequence[Sequence[Any]]]]], bool]
+
+
+class BundleLike(Protocol):
+    @property
+    def base(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
+    @property
+    def steps(self) -> Sequence[Sequence[Any]]: ...
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A bundle's fields, as HostAgent.apply gets them one by one."""
+
+    base: int
+    revision: int
+    full: bool
+    steps: Sequence[Sequence[Any]]
 
 
 class Revisions:
@@ -53,6 +80,31 @@ class Revisions:
             run(revision, steps)
             if len(self._ahead) < MAX_AHEAD:
                 self._ahead[base] = (revision, steps)
+
+    def take_many(self, run: PlanRunner, bundles: Sequence[BundleLike]) -> None:
+        """Take ``bundles`` (in queue order) as one batch: decide as ``take`` one by one
+        would, each step to run becoming part of one plan, then run the plan. If a step of it
+        failed, which bundle's is not known: the host then claims no revision past where the
+        batch started (nor past the base of a full bundle in it), and the resync repairs."""
+        plan: list[tuple[int, Sequence[Sequence[Any]]]] = []
+
+        def planned(revision: int, steps: Sequence[Sequence[Any]]) -> bool:
+            plan.append((revision, steps))
+            return True
+
+        floor = self.applied
+        for bundle in bundles:
+            if bundle.full:
+                floor = min(floor, bundle.base)
+            self.take(
+                planned,
+                base=bundle.base,
+                revision=bundle.revision,
+                full=bundle.full,
+                steps=bundle.steps,
+            )
+        if plan and not run(plan):
+            self.applied = min(self.applied, floor)
 
     def _catch_up(self, run: Runner) -> None:
         for base in [b for b, (r, _) in self._ahead.items() if r <= self.applied]:

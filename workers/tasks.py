@@ -10,12 +10,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
-
 from app.messages import (
     AppliedReport,
     ApplyPorts,
-    Bundle,
     Heartbeat,
     HostErrorCode,
     HostPort,
@@ -34,7 +31,6 @@ from app.messages import (
     read_step,
 )
 from app.messages.names import (
-    APPLY_BUNDLE,
     APPLY_PORTS,
     CONTROL_QUEUE,
     HEARTBEAT,
@@ -51,11 +47,11 @@ from app.messages.names import (
 )
 from app.messages.reports import PortState
 from app.messages.signing import sign
-from workers import network_services, overlay
+from workers import batching, network_services, overlay
 from workers.kernel import KernelError, PortRef, PortSpec
 from workers.kernel.interface import HostNetwork
 from workers.kernel.specs import Bandwidth
-from workers.revisions import Revisions
+from workers.revisions import BundleLike, Pending, Revisions
 from workers.wire import bridge_spec, error_code, error_text, port_result, port_spec
 
 log = logging.getLogger("virtnet.worker")
@@ -100,6 +96,8 @@ class HostAgent:
         self.revisions = Revisions()
         #: each overlay network's state as last applied here: what a delta builds on
         self.overlays = overlay.Tables()
+        #: port results of the batch running (apply_many), sent as one report at its end
+        self._collected: list[PortResult] | None = None
 
     @property
     def net(self) -> HostNetwork:
@@ -145,24 +143,43 @@ class HostAgent:
         self, *, base: int, revision: int, full: bool, steps: Sequence[Sequence[Any]]
     ) -> None:
         """Run one bundle (what one transaction decided for this host), then say which
+        revision the host is at."""
+        self.apply_many([Pending(base, revision, full, steps)])
+
+    def apply_many(self, bundles: Sequence[BundleLike]) -> None:
+        """Run bundles in queue order as one batch (workers.batching), then say which
         revision the host is at. Its reports go first, on the same connection: when the
         control worker reads the revision, it has read them."""
-        self.revisions.take(self._run, base=base, revision=revision, full=full, steps=steps)
+        self._collected = []
+        try:
+            self.revisions.take_many(self._run_plan, bundles)
+        finally:
+            results, self._collected = self._collected, None
+            if results:  # one report for the lot, sent also if a step failed
+                self.send(REPORT_PORTS, PortsReport(host=self.host, results=results))
         self.send(REPORT_APPLIED, AppliedReport(host=self.host, revision=self.revisions.applied))
 
-    def _run(self, revision: int, steps: Sequence[Sequence[Any]]) -> bool:
+    def _run_plan(self, plan: batching.Plan) -> bool:
         ok = True
-        for name, payload in steps:
+        for item in batching.merge(plan):
+            if isinstance(item, batching.Unreadable):
+                log.error("step %s of revision %d: %s", item.name, item.revision, item.error)
+                ok = False
+                continue
+            revision, step = item
             try:
-                self.step(name, payload)
+                self.do(step)
             except Exception:  # the others still run; the resync retries the whole
-                log.exception("step %s of revision %d failed", name, revision)
+                log.exception("step %s of revision %d failed", type(step).__name__, revision)
                 ok = False
         return ok
 
     def step(self, name: str, payload: Any) -> None:
         """Run one step; a malformed one fails here, with MessageError naming the field."""
-        match read_step(name, payload):
+        self.do(read_step(name, payload))
+
+    def do(self, step: Message) -> None:
+        match step:
             case ApplyPorts(ports=ports):
                 self.apply_ports(ports)
             case RealiseNetwork(network=network):
@@ -275,7 +292,10 @@ class HostAgent:
                 else r
                 for r in results
             ]
-        self.send(REPORT_PORTS, PortsReport(host=self.host, results=results))
+        if self._collected is not None:
+            self._collected += results
+        else:
+            self.send(REPORT_PORTS, PortsReport(host=self.host, results=results))
 
     def _leave_held(self, unplug: list[HostPort]) -> tuple[list[HostPort], list[PortResult]]:
         """Ports asked to stay if a hypervisor holds a tap open: every port of that owner
@@ -358,22 +378,3 @@ def _timed(
     outcomes = apply([port_spec(p) for p in ports])
     each = (time.perf_counter() - started) / len(ports)
     return [port_result(p, o, done, each) for p, o in zip(ports, outcomes, strict=True)]
-
-
-def register_host_tasks(celery: Celery, agent: HostAgent) -> None:
-    @celery.task(name=APPLY_BUNDLE, ignore_result=True)
-    def apply(**message: Any) -> None:
-        bundle = Bundle.read(message, APPLY_BUNDLE)
-        agent.apply(
-            base=bundle.base, revision=bundle.revision, full=bundle.full, steps=bundle.steps
-        )
-
-    # one step each, as sent before bundles: a queue from an older control plane still drains
-    def single(name: str) -> None:
-        def step(**payload: Any) -> None:
-            agent.step(name, payload)
-
-        celery.task(name=name, ignore_result=True)(step)
-
-    for name in (REALISE_NETWORK, REMOVE_NETWORK, RECONCILE_HOST, SYNC_OVERLAY, APPLY_PORTS):
-        single(name)
