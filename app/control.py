@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Celery
 
-from app.celery_app import make_celery, task_sender
+from app import control_batches
+from app.celery_app import QueueDrain, make_celery, task_sender
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.host_identity import report_secret, verified_host
@@ -49,7 +51,11 @@ log = logging.getLogger("virtnet.control")
 M = TypeVar("M", bound=Message)
 
 
-def register_control_tasks(celery: Celery, settings: Settings) -> None:
+def register_control_tasks(
+    celery: Celery, settings: Settings, drain: QueueDrain | None = None
+) -> None:
+    """``drain``: take the reports waiting behind a port or revision report along with it
+    and record them together (app.control_batches)."""
     sessions = get_sessionmaker(settings.effective_database_url)
     send = task_sender(celery)
     secret = report_secret(settings, create=True)
@@ -58,31 +64,29 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
     def ctx_for(session: Any) -> Ctx:
         return Ctx(db=session, outbox=Outbox(send), settings=settings)
 
-    def genuine(task: Any) -> bool:
+    def genuine(name: str, message: dict[str, Any]) -> bool:
         """Only a message signed with the key of the host it names is recorded."""
-        kwargs = dict(task.request.kwargs or {})
-        if verified_host(secret, task.name, kwargs) is not None:
+        if verified_host(secret, name, dict(message)) is not None:
             return True
         log.warning(
             "refused %s claiming host %r: not signed with that host's key",
-            task.name,
-            kwargs.get("host"),
+            name,
+            message.get("host"),
         )
         return False
 
-    def read(task: Any, kind: type[M], message: dict[str, Any]) -> M | None:
+    def read(name: str, kind: type[M], message: dict[str, Any]) -> M | None:
         """The report if it is signed by the host it names and well formed, else None."""
-        if not genuine(task):
+        if not genuine(name, message):
             return None
         try:
-            return kind.read(message, task.name)
+            return kind.read(message, name)
         except MessageError as exc:  # from a host of another version, or a bug: say which
             log.error("refused a report: %s", exc)
             return None
 
-    @celery.task(name=HEARTBEAT, ignore_result=True, bind=True)
-    def heartbeat(self: Any, **message: Any) -> None:
-        if (beat := read(self, Heartbeat, message)) is None:
+    def heartbeat(message: dict[str, Any]) -> None:
+        if (beat := read(HEARTBEAT, Heartbeat, message)) is None:
             return
         with sessions() as session:
             hosts.heartbeat(
@@ -93,9 +97,8 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 registering=beat.registering,
             )
 
-    @celery.task(name=REPORT_LEASES, ignore_result=True, bind=True)
-    def report_leases(self: Any, **message: Any) -> None:
-        if (report := read(self, LeasesReport, message)) is None:
+    def report_leases(message: dict[str, Any]) -> None:
+        if (report := read(REPORT_LEASES, LeasesReport, message)) is None:
             return
         with sessions() as session:
             realisation.record_leases(
@@ -105,9 +108,8 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 leases=report.leases,
             )
 
-    @celery.task(name=REPORT_REALISATION, ignore_result=True, bind=True)
-    def report_realisation(self: Any, **message: Any) -> None:
-        if (report := read(self, RealisationReport, message)) is None:
+    def report_realisation(message: dict[str, Any]) -> None:
+        if (report := read(REPORT_REALISATION, RealisationReport, message)) is None:
             return
         with sessions() as session:
             retry.run(  # a deadlock or a row changed meanwhile: the report is applied again
@@ -124,9 +126,8 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 what="realisation report",
             )
 
-    @celery.task(name=REPORT_PORTS, ignore_result=True, bind=True)
-    def report_ports(self: Any, **message: Any) -> None:
-        if (report := read(self, PortsReport, message)) is None:
+    def report_ports(message: dict[str, Any]) -> None:
+        if (report := read(REPORT_PORTS, PortsReport, message)) is None:
             return
         results = [r.wire() for r in report.results]
         with sessions() as session:
@@ -136,9 +137,8 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 what="port report",
             )
 
-    @celery.task(name=REPORT_APPLIED, ignore_result=True, bind=True)
-    def report_applied(self: Any, **message: Any) -> None:
-        if (report := read(self, AppliedReport, message)) is None:
+    def report_applied(message: dict[str, Any]) -> None:
+        if (report := read(REPORT_APPLIED, AppliedReport, message)) is None:
             return
         with sessions() as session:
             retry.run(
@@ -147,9 +147,8 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
                 what="revision report",
             )
 
-    @celery.task(name=REPORT_OVERLAY, ignore_result=True, bind=True)
-    def report_overlay(self: Any, **message: Any) -> None:
-        if (report := read(self, OverlayReport, message)) is None:
+    def report_overlay(message: dict[str, Any]) -> None:
+        if (report := read(REPORT_OVERLAY, OverlayReport, message)) is None:
             return
         with sessions() as session:
             ctx = ctx_for(session)
@@ -165,6 +164,55 @@ def register_control_tasks(celery: Celery, settings: Settings) -> None:
             )
             migration.after_overlay_report(ctx, network_id=report.network_id)
             ctx.commit(conflict="an overlay report raced another; the next one settles it")
+
+    handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        HEARTBEAT: heartbeat,
+        REPORT_LEASES: report_leases,
+        REPORT_REALISATION: report_realisation,
+        REPORT_PORTS: report_ports,
+        REPORT_APPLIED: report_applied,
+        REPORT_OVERLAY: report_overlay,
+    }
+
+    def alone(name: str, message: dict[str, Any]) -> None:
+        handler = handlers.get(name)
+        if handler is None:
+            log.error("refused a message for an unknown task %r", name)
+            return
+        handler(message)
+
+    def read_grouped(name: str, message: dict[str, Any]) -> PortsReport | AppliedReport | None:
+        kind: type[PortsReport] | type[AppliedReport]
+        kind = PortsReport if name == REPORT_PORTS else AppliedReport
+        return read(name, kind, message)
+
+    def record(call: Callable[[Ctx], None]) -> None:
+        with sessions() as session:
+            retry.run(ctx_for(session), call, what="reports recorded together")
+
+    def batch(name: str, message: dict[str, Any]) -> None:
+        taken = drain.take() if drain is not None else []
+        try:
+            control_batches.handle(
+                (name, message), taken, read=read_grouped, alone=alone, record=record
+            )
+        finally:  # after they are recorded; never if the process died
+            if drain is not None:
+                drain.ack(taken)
+
+    def register(name: str) -> None:
+        grouped = name in control_batches.GROUPED
+
+        def task(**message: Any) -> None:
+            if grouped:
+                batch(name, message)
+            else:
+                handlers[name](message)
+
+        celery.task(name=name, ignore_result=True)(task)
+
+    for name in handlers:
+        register(name)
 
 
 def _sweep_hosts(settings: Settings, send: Any, stop: threading.Event) -> None:
@@ -220,7 +268,9 @@ def run_control_worker(settings: Settings) -> int:
 
     upgrade_database(settings)
     celery = make_celery(settings)
-    register_control_tasks(celery, settings)
+    # the heartbeats first: recorded before the reports taken along (app.control_batches)
+    drain = QueueDrain(celery, HEARTBEAT_QUEUE, CONTROL_QUEUE)
+    register_control_tasks(celery, settings, drain)
     with get_sessionmaker(settings.effective_database_url)() as session:
         ctx = Ctx(db=session, outbox=Outbox(task_sender(celery)), settings=settings)
         for name in networks.autostart_all(ctx):
@@ -232,20 +282,24 @@ def run_control_worker(settings: Settings) -> int:
     threading.Thread(
         target=_resync, args=(settings, task_sender(celery), stop), name="resync", daemon=True
     ).start()
-    celery.worker_main(
-        [
-            "worker",
-            "-Q",
-            f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}",
-            "--pool",
-            "solo",
-            "-n",
-            "control@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ]
-    )
+    try:
+        celery.worker_main(
+            [
+                "worker",
+                "-Q",
+                f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}",
+                "--pool",
+                "solo",
+                "-n",
+                "control@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ]
+        )
+    finally:
+        stop.set()
+        drain.close()
     return 0
