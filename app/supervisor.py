@@ -41,7 +41,7 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # in a child: between fork and exec, or first thing
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -135,7 +135,7 @@ class Supervisor:
             child.proc = subprocess.Popen(
                 child.argv,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
                 stdout=out if child.log_path else None,
                 stderr=subprocess.STDOUT if child.log_path else None,
             )

@@ -21,7 +21,7 @@ namespace, and the API as its own process (`virtnet api`, VIRTNET_API_WORKERS fr
   then with a tenth of the taps deleted behind its back (bench/e2e_phases.py says how each
   end point is observed).
 
-``--profile DIR`` writes a py-spy profile of each process for the single-port and the
+``--profile DIR`` writes a py-spy profile of each process for the single-port, the idle and the
 16-client phases (``DIR/<phase>-<process>.svg``; ``--profile-format speedscope`` for JSON).
 """
 
@@ -259,7 +259,8 @@ def e2e_rows(args: argparse.Namespace) -> tuple[list[list[str]], float]:
                 rows += bulk_rows(cluster, api, ns, args.bulk)
             if args.idle:
                 time.sleep(2)  # the last reports and events drain
-                rows += e2e_phases.idle_rows(pids(cluster), args.idle)
+                with e2e_phases.profiled(args.profile, "idle", pids(cluster), args.fmt):
+                    rows += e2e_phases.idle_rows(pids(cluster), args.idle)
             if args.reconcile_ports:
                 rows += e2e_phases.reconcile_rows(
                     cluster, api.base, HOST, ns, args.reconcile_ports, (args.profile, args.fmt)

@@ -8,56 +8,23 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from types import FrameType
 
 from app.config import Settings, parse_listen
 from app.services.schema import upgrade_database
-
-#: how long uvicorn lets open requests (an event stream never ends by itself) finish on exit
-GRACEFUL_SECONDS = 3
 
 
 def run_api(
     settings: Settings, listen: str | None, on_exit: Callable[[], None] | None = None
 ) -> None:
     """The API in this process; ``on_exit`` runs as soon as SIGTERM or SIGINT arrives."""
-    import uvicorn
-
     from app.api.main import create_app
+    from app.cli.api_server import QuietServer, config, run_workers
 
     host, port = parse_listen(listen or settings.listen)
     if settings.api_workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        # each worker process builds its app from the same VIRTNET_* environment
-        config = uvicorn.Config(
-            "app.api.main:create_app",
-            factory=True,
-            workers=settings.api_workers,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        )
-        Multiprocess(config, sockets=[_tcp_listener(host, port)]).run()
-        return
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if on_exit is not None:
-                on_exit()
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    )
-    Server(config).run()
+        run_workers(_tcp_listener(host, port), settings.api_workers, on_exit)
+    else:
+        QuietServer(config(create_app(settings), host, port), on_exit).run()
 
 
 def _tcp_listener(host: str, port: int) -> socket.socket:
