@@ -59,4 +59,3 @@ def get_sessionmaker(url: str, *, read_only: bool = False) -> sessionmaker[Sessi
 def _refuse_writes_when_read_only(session: Session, _context: object, _instances: object) -> None:
     if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
         raise RuntimeError("a read-only session (a GET, or the event stream) tried to write")
-

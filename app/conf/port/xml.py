@@ -192,9 +192,7 @@ def parse_networkport(raw: bytes) -> tuple[NetworkPortDocument, Findings]:
         port = NetworkPortDocument.model_validate(doc)
     except ValidationError as exc:
         raise located(found, exc, skip=PLUG_TYPES) from None
-    breaks = _pci_breaks(port) + list(
-        rule_breaks(port.vlan, port.bandwidth, port.virtualport)
-    )
+    breaks = _pci_breaks(port) + list(rule_breaks(port.vlan, port.bandwidth, port.virtualport))
     if breaks:
         raise refuse([error(found, loc, message) for loc, message in breaks])
     return port, found
