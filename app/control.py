@@ -37,6 +37,7 @@ from app.messages.names import (
 from app.services import (
     hosts,
     intent,
+    latency,
     migration,
     networks,
     overlay,
@@ -136,6 +137,7 @@ def register_control_tasks(
                 lambda ctx: port_lifecycle.record(ctx, host=report.host, results=results),
                 what="port report",
             )
+        record_latency({report.host: results})
 
     def report_applied(message: dict[str, Any]) -> None:
         if (report := read(REPORT_APPLIED, AppliedReport, message)) is None:
@@ -186,6 +188,14 @@ def register_control_tasks(
         kind = PortsReport if name == REPORT_PORTS else AppliedReport
         return read(name, kind, message)
 
+    def record_latency(results: dict[str, list[dict[str, Any]]]) -> None:
+        try:
+            with sessions() as session:
+                for host, host_results in sorted(results.items()):
+                    latency.observe_results(ctx_for(session), host=host, results=host_results)
+        except Exception:  # only the histograms miss them; the report itself is recorded
+            log.exception("latency samples of a port report were not counted")
+
     def record(call: Callable[[Ctx], None]) -> None:
         with sessions() as session:
             retry.run(ctx_for(session), call, what="reports recorded together")
@@ -194,7 +204,12 @@ def register_control_tasks(
         taken = drain.take() if drain is not None else []
         try:
             control_batches.handle(
-                (name, message), taken, read=read_grouped, alone=alone, record=record
+                (name, message),
+                taken,
+                read=read_grouped,
+                alone=alone,
+                record=record,
+                recorded=record_latency,
             )
         finally:  # after they are recorded; never if the process died
             if drain is not None:

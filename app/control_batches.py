@@ -7,8 +7,9 @@ down while reports pile up; then the control queue, in order. Consecutive port a
 reports are recorded together: each host's port results in the order they came, with one
 ``port_lifecycle.record`` per host, then each host's last revision (the reports of one worker
 arrive in the order sent, so the last is where the host is), all in one transaction, run
-again as a whole if it loses a race (retry.run). Any other report is recorded on its own, in
-its place. If the transaction fails for good, each report is recorded on its own, so that a
+again as a whole if it loses a race (retry.run); the plug and unplug times they carry are
+counted after its commit, in a transaction of their own, so that no ``?wait`` waits for the
+histograms. Any other report is recorded on its own, in its place. If the transaction fails for good, each report is recorded on its own, so that a
 bad one takes no other down with it. What was taken is acknowledged only after that.
 """
 
@@ -32,6 +33,8 @@ GROUPED = frozenset({REPORT_PORTS, REPORT_APPLIED})
 Alone = Callable[[str, dict[str, Any]], None]
 #: a report as read: None if it is not genuine or malformed (already logged)
 Reader = Callable[[str, dict[str, Any]], PortsReport | AppliedReport | None]
+#: after a group's commit: each host's port results (for the latency histograms)
+Recorded = Callable[[dict[str, list[dict[str, Any]]]], None]
 
 
 class Taken(Protocol):
@@ -84,6 +87,7 @@ def handle(
     read: Reader,
     alone: Alone,
     record: Callable[[Callable[[Ctx], None]], None],
+    recorded: Recorded = lambda _results: None,
 ) -> None:
     """Record ``first`` (a port or revision report) and what was taken along with it.
 
@@ -97,7 +101,7 @@ def handle(
     group = Group()
     for name, message in [first, *rest]:
         if name not in GROUPED:
-            _flush(group, read, alone, record)
+            _flush(group, alone, record, recorded)
             group = Group()
             _alone(alone, name, message)
             continue
@@ -105,11 +109,11 @@ def handle(
         report = read(name, message)
         if report is not None:
             group.add(report)
-    _flush(group, read, alone, record)
+    _flush(group, alone, record, recorded)
 
 
 def _flush(
-    group: Group, read: Reader, alone: Alone, record: Callable[[Callable[[Ctx], None]], None]
+    group: Group, alone: Alone, record: Callable[[Callable[[Ctx], None]], None], recorded: Recorded
 ) -> None:
     if not group.ports and not group.applied:
         return
@@ -118,12 +122,14 @@ def _flush(
         return
     try:
         record(group.record)
-        return
     except Exception:
         log.exception(
             "recording %d reports together failed: recording each on its own",
             len(group.messages),
         )
+    else:
+        recorded(group.ports)
+        return
     for name, message in group.messages:
         _alone(alone, name, message)
 

@@ -63,5 +63,14 @@ def observe(ctx: Ctx, *, host: str, action: str, samples: list[float]) -> None:
     row.count = (row.count or 0) + len(samples)
 
 
+def observe_results(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
+    """Count the plug and unplug times of a host's port report. Its own transaction, after
+    the report's: every ``?wait`` waits for the report's commit, not for the histograms."""
+    for action, done in (("plug", "plugged"), ("unplug", "absent")):
+        samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
+        observe(ctx, host=host, action=action, samples=samples)
+    ctx.commit(conflict="latency samples raced another report")
+
+
 def histograms(ctx: Ctx) -> list[HostLatency]:
     return list(ctx.db.scalars(select(HostLatency).order_by(HostLatency.host, HostLatency.action)))

@@ -12,7 +12,6 @@ from app.models import Domain, Network, Operation, Port
 from app.services import (
     domain_state,
     events,
-    latency,
     locks,
     operations,
     overlay,
@@ -110,9 +109,6 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
     refused: dict[str, list[str]] = {}
-    for action, done in (("plug", "plugged"), ("unplug", "absent")):
-        samples = [r["seconds"] for r in results if r["state"] == done and "seconds" in r]
-        latency.observe(ctx, host=host, action=action, samples=samples)
     reported = _lock_reported(ctx, {r["port_id"] for r in results})
     locked = reported.ports
     for result in results:

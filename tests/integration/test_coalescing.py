@@ -84,6 +84,13 @@ def transactions(cluster: Cluster) -> set[int]:
         return {int(x) for x in session.scalars(text("SELECT xmin::text::bigint FROM ports"))}
 
 
+def plug_samples(cluster: Cluster) -> int:
+    """How many plug times h1's latency histogram has counted."""
+    with get_sessionmaker(cluster.settings.effective_database_url)() as session:
+        query = text("SELECT count FROM host_latency WHERE host = 'h1' AND action = 'plug'")
+        return session.scalar(query) or 0
+
+
 def db_taps(cluster: Cluster) -> list[str]:
     """The taps of the ports, as the database has them."""
     with get_sessionmaker(cluster.settings.effective_database_url)() as session:
@@ -132,6 +139,8 @@ def test_reports_queued_while_the_control_worker_is_busy_are_one_transaction(
     cluster.signal("control", signal.SIGCONT)
     wait_for(lambda: all_plugged(cluster, N), what=f"{N} plugged\n{cluster.logs()}")
     assert len(transactions(cluster)) == 1  # 2N reports, one transaction
+    # their plug times, counted after that commit in a transaction of their own
+    wait_for(lambda: plug_samples(cluster) >= N, what=f"{N} plug times counted")
     # the resync may meanwhile have resent the whole state (the host lagged while the
     # control worker was stopped): its revision is recorded too
     wait_for(lambda: in_sync(cluster), what=f"h1 in sync\n{cluster.logs()}")

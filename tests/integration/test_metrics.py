@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster import Cluster
+from tests.cluster import Cluster, wait_for
+
+PLUG = {"host": "h1", "action": "plug"}
 
 
 def scrape(cluster: Cluster) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -45,6 +47,11 @@ def test_metrics_move_with_traffic(cluster: Cluster, two_hosts: dict[str, str]) 
             json={"owner": owner, "host": "h1", "mac": f"52:54:00:4d:00:0{i}"},
         )
         assert r.json()["state"] == "plugged"
+    # the plug times are counted after the report's commit, which the ?wait returned on
+    wait_for(
+        lambda: delta(before, scrape(cluster), "virtnet_host_port_seconds_count", **PLUG) == 2,
+        what="the plug times counted",
+    )
     after = scrape(cluster)
     get_list = {"method": "GET", "route": "/v1/networks"}
     assert delta(before, after, "virtnet_http_requests_total", status="200", **get_list) == 5
@@ -64,7 +71,7 @@ def test_metrics_move_with_traffic(cluster: Cluster, two_hosts: dict[str, str]) 
         delta(before, after, "virtnet_operations_total", kind="port.plug", state="succeeded") == 2
     )
     assert after[("virtnet_ports", (("host", "h1"), ("network", "m"), ("state", "plugged")))] == 2
-    assert delta(before, after, "virtnet_host_port_seconds_count", host="h1", action="plug") == 2
+    assert delta(before, after, "virtnet_host_port_seconds_count", **PLUG) == 2
     assert (
         after[
             (

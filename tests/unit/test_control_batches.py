@@ -66,6 +66,9 @@ class Recorder:
         ports = {h: [r["port_id"] for r in rs] for h, rs in group.ports.items()}
         self.log.append(("group", ports, dict(group.applied)))
 
+    def recorded(self, results: dict[str, list[dict[str, Any]]]) -> None:
+        self.log.append(("latency", {h: [r["port_id"] for r in rs] for h, rs in results.items()}))
+
 
 def run(
     first: tuple[str, dict[str, Any]], *rest: tuple[str, dict[str, Any]], fail: bool = False
@@ -77,6 +80,7 @@ def run(
         read=read,
         alone=recorder.alone,
         record=recorder.record,
+        recorded=recorder.recorded,
     )
     return recorder.log
 
@@ -96,6 +100,8 @@ def test_heartbeats_first_then_reports_grouped_per_host_in_order() -> None:
         ("alone", HEARTBEAT, "h1"),
         ("alone", HEARTBEAT, "h2"),
         ("group", {"h1": ["p1", "p3", "p1"], "h2": ["p2"]}, {"h1": 2, "h2": 7}),
+        # after the group's commit, on their own: the plug and unplug times
+        ("latency", {"h1": ["p1", "p3", "p1"], "h2": ["p2"]}),
     ]
 
 
@@ -108,6 +114,7 @@ def test_another_report_is_recorded_alone_in_its_place() -> None:
     )
     assert log == [
         ("group", {"h1": ["p1"]}, {"h1": 1}),
+        ("latency", {"h1": ["p1"]}),
         ("alone", REPORT_LEASES, "h1"),
         ("alone", REPORT_PORTS, "h1"),  # a group of one: as before
     ]
@@ -115,11 +122,12 @@ def test_another_report_is_recorded_alone_in_its_place() -> None:
 
 def test_a_forged_report_is_left_out_of_the_group() -> None:
     log = run(ports("h1", result(1)), ports("forged", result(2)), applied("h1", 3))
-    assert log == [("group", {"h1": ["p1"]}, {"h1": 3})]
+    assert log == [("group", {"h1": ["p1"]}, {"h1": 3}), ("latency", {"h1": ["p1"]})]
 
 
 def test_a_group_that_fails_is_recorded_report_by_report() -> None:
     log = run(ports("h1", result(1)), applied("h1", 1), fail=True)
+    # no latency of its own: recording the port report alone counts its times
     assert log == [("alone", REPORT_PORTS, "h1"), ("alone", REPORT_APPLIED, "h1")]
 
 
