@@ -138,14 +138,19 @@ def register_control_tasks(
                 what="port report",
             )
         record_latency({report.host: results})
+        if report.applied is not None:
+            record_applied(report.host, report.applied)
 
     def report_applied(message: dict[str, Any]) -> None:
         if (report := read(REPORT_APPLIED, AppliedReport, message)) is None:
             return
+        record_applied(report.host, report.revision)
+
+    def record_applied(host: str, revision: int) -> None:
         with sessions() as session:
             retry.run(
                 ctx_for(session),
-                lambda ctx: intent.record_applied(ctx, host=report.host, revision=report.revision),
+                lambda ctx: intent.record_applied(ctx, host=host, revision=revision),
                 what="revision report",
             )
 

@@ -6,11 +6,13 @@ it (app.celery_app.QueueDrain): the heartbeats first, recorded at once, so that 
 down while reports pile up; then the control queue, in order. Consecutive port and revision
 reports are recorded together: each host's port results in the order they came, with one
 ``port_lifecycle.record`` per host, then each host's last revision (the reports of one worker
-arrive in the order sent, so the last is where the host is), all in one transaction, run
-again as a whole if it loses a race (retry.run); the plug and unplug times they carry are
-counted after its commit, in a transaction of their own, so that no ``?wait`` waits for the
-histograms. Any other report is recorded on its own, in its place. If the transaction fails for good, each report is recorded on its own, so that a
-bad one takes no other down with it. What was taken is acknowledged only after that.
+arrive in the order sent, so the last is where the host is; a ports report carries the
+revision its batch reached), all in one transaction, run again as a whole if it loses a race
+(retry.run). The plug and unplug times they carry are counted after its commit, in a
+transaction of their own, so that no ``?wait`` waits for the histograms. Any other report is
+recorded on its own, in its place. If the transaction fails for good, each report is
+recorded on its own, so that a bad one takes no other down with it. What was taken is
+acknowledged only after that.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Group:
     def add(self, report: PortsReport | AppliedReport) -> None:
         if isinstance(report, PortsReport):
             self.ports.setdefault(report.host, []).extend(r.wire() for r in report.results)
+            if report.applied is not None:
+                self.applied[report.host] = report.applied
         else:
             self.applied[report.host] = report.revision
 
@@ -117,7 +121,7 @@ def _flush(
 ) -> None:
     if not group.ports and not group.applied:
         return
-    if len(group.messages) == 1:
+    if len(group.messages) == 1 and not (group.ports and group.applied):
         _alone(alone, *group.messages[0])
         return
     try:

@@ -148,16 +148,24 @@ class HostAgent:
 
     def apply_many(self, bundles: Sequence[BundleLike]) -> None:
         """Run bundles in queue order as one batch (workers.batching), then say which
-        revision the host is at. Its reports go first, on the same connection: when the
-        control worker reads the revision, it has read them."""
+        revision the host is at: in its ports report if it has one, else on its own after
+        the other reports, on the same connection, so that the control worker has read them
+        when it reads the revision."""
         self._collected = []
         try:
             self.revisions.take_many(self._run_plan, bundles)
-        finally:
-            results, self._collected = self._collected, None
-            if results:  # one report for the lot, sent also if a step failed
-                self.send(REPORT_PORTS, PortsReport(host=self.host, results=results))
-        self.send(REPORT_APPLIED, AppliedReport(host=self.host, revision=self.revisions.applied))
+        except BaseException:
+            self._send_results(None)  # what the kernel did before the failure
+            raise
+        applied = self.revisions.applied
+        if not self._send_results(applied):  # one message: the control worker's one pass
+            self.send(REPORT_APPLIED, AppliedReport(host=self.host, revision=applied))
+
+    def _send_results(self, applied: int | None) -> bool:
+        results, self._collected = self._collected, None
+        if results:  # one report for the whole batch
+            self.send(REPORT_PORTS, PortsReport(host=self.host, results=results, applied=applied))
+        return bool(results)
 
     def _run_plan(self, plan: batching.Plan) -> bool:
         ok = True

@@ -34,6 +34,9 @@ class PortResult(Message):
 class PortsReport(Message):
     host: str
     results: list[PortResult]
+    #: the desired revision the batch brought the host to, as an AppliedReport would say
+    #: after it (None: that report follows on its own, as an older worker sends it)
+    applied: int | None = None
 
 
 class RealisationReport(Message):

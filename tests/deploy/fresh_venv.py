@@ -31,8 +31,11 @@ def start() -> None:
         f"{venv}/bin/pip install -q --no-compile --disable-pip-version-check {source}"
     )
     log = open(venv.parent / "build.log", "wb")  # noqa: SIM115 - lives as long as the build
-    _build = venv, subprocess.Popen(
-        ["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, cwd=venv.parent
+    _build = (
+        venv,
+        subprocess.Popen(
+            ["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, cwd=venv.parent
+        ),
     )
 
 

@@ -18,9 +18,10 @@ def test_revoking_a_token_ends_its_open_stream(cluster: Cluster) -> None:
 
     def follow() -> None:
         headers = {"Authorization": f"Bearer {made['token']}"}
-        with httpx.Client(timeout=30) as client, client.stream(
-            "GET", f"{base}/v1/events", headers=headers
-        ) as response:
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("GET", f"{base}/v1/events", headers=headers) as response,
+        ):
             assert response.status_code == 200
             for line in response.iter_lines():
                 lines.append(line)

@@ -131,6 +131,15 @@ def test_a_group_that_fails_is_recorded_report_by_report() -> None:
     assert log == [("alone", REPORT_PORTS, "h1"), ("alone", REPORT_APPLIED, "h1")]
 
 
+def test_a_ports_report_that_carries_its_revision_is_one_transaction() -> None:
+    name, message = ports("h1", result(1))
+    log = run((name, {**message, "applied": 4}))
+    assert log == [("group", {"h1": ["p1"]}, {"h1": 4}), ("latency", {"h1": ["p1"]})]
+    # a later revision report of the same host is where it is now
+    log = run((name, {**message, "applied": 4}), applied("h1", 5))
+    assert log == [("group", {"h1": ["p1"]}, {"h1": 5}), ("latency", {"h1": ["p1"]})]
+
+
 @pytest.mark.parametrize("first", [ports("h1", result(1)), applied("h1", 1)])
 def test_one_report_alone_is_recorded_as_before(first: tuple[str, dict[str, Any]]) -> None:
     assert run(first) == [("alone", first[0], "h1")]

@@ -48,4 +48,3 @@ def test_a_refused_network_document_says_its_kind(raw: bytes, kind: str) -> None
         network_from_xml(raw)
     assert caught.value.kind == kind and caught.value.errors
     assert not hasattr(caught.value, "status")  # the API maps the kind
-

@@ -19,7 +19,11 @@ def bridge_of(client: TestClient, name: str) -> dict[str, str]:
 
 
 def test_an_explicit_kernel_mac_table_manager_is_printed_back(client: TestClient) -> None:
-    for name, attr in (("k", " macTableManager='kernel'"), ("u", ""), ("l", " macTableManager='libvirt'")):  # noqa: E501
+    for name, attr in (
+        ("k", " macTableManager='kernel'"),
+        ("u", ""),
+        ("l", " macTableManager='libvirt'"),
+    ):  # noqa: E501
         raw = f"<network><name>{name}</name><bridge name='vn{name}0'{attr}/></network>"
         assert client.post("/v1/networks", content=raw, headers=XML).status_code == 201
     assert bridge_of(client, "k")["macTableManager"] == "kernel"
