@@ -104,11 +104,14 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
     control worker runs it again if a concurrent writer made it fail: retry.run.)
 
     On the hot path of every ``?wait``: it reads only what it locks, and writes everything
-    in the one flush of its commit."""
+    in the one flush of its commit. A large report (a reconcile's, of every port) first
+    leaves out the ports it would not change (``_changing``), which are then neither locked
+    nor loaded."""
     stale: list[Port] = []
     moved: list[Port] = []
     touched: dict[str, Operation] = {}
     refused: dict[str, list[str]] = {}
+    results = _changing(ctx, host, results)
     reported = _lock_reported(ctx, {r["port_id"] for r in results})
     locked = reported.ports
     for result in results:
@@ -164,6 +167,62 @@ def record(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
         ports.send(ctx, stale, present=False)
     overlay.nudge_ports(ctx, [p for p in moved if p.network_id in reported.overlay_networks])
     ctx.commit(conflict=race("a port being released"))
+
+
+#: from this many clean "plugged" results on, a report leaves out the ports it would not
+#: change before it locks the others
+_WORTH_READING = 32
+#: above this many, their rows are read by host rather than by id
+_BY_HOST = 200
+
+
+def _changing(ctx: Ctx, host: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results that may change something: all but a clean "plugged" of a port that is
+    plugged on ``host`` at that generation with no error, no operation waiting for it, no
+    migration, and the same outbound mode (a reconcile reports every port, and finds most as
+    they were).
+
+    Read in one query, without locks: a port that matched when read got nothing from the
+    report, which is then as if recorded just before whatever changed the port after the
+    read (a later writer bumps the generation or starts an operation; its own message to
+    the host comes after, and the host's report of that is recorded in full)."""
+    clean = {
+        r["port_id"]: r
+        for r in results
+        if r["state"] == "plugged" and not r.get("error") and not r.get("error_code")
+    }
+    if len(clean) < _WORTH_READING:
+        return results  # a small report locks its few ports at once: one query fewer
+    columns = (
+        Port.id,
+        Port.generation,
+        Port.state,
+        Port.error,
+        Port.operation_id,
+        Port.migration,
+        Port.spec[ERROR_CODE].label("error_code"),  # two keys, not the whole JSON
+        Port.spec["outbound_mode"].label("outbound_mode"),
+    )
+    query = select(*columns).where(Port.host == host)
+    if len(clean) <= _BY_HOST:
+        query = query.where(Port.id.in_(clean))
+    settled = set()
+    for row in ctx.db.execute(query):
+        result = clean.get(row.id)
+        if (
+            result is not None
+            and row.generation == result["generation"]
+            and row.state == "plugged"
+            and row.error is None
+            and row.operation_id is None
+            and row.migration is None
+            and row.error_code is None
+            and row.outbound_mode == result.get("outbound")
+        ):
+            settled.add(row.id)
+    if not settled:
+        return results
+    return [r for r in results if r["port_id"] not in settled]
 
 
 def _advance(ctx: Ctx, port: Port, result: dict[str, Any]) -> None:
