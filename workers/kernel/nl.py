@@ -46,6 +46,7 @@ IFF_UP = 0x1
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MTU = 4
+IFLA_QDISC = 6
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
@@ -178,6 +179,8 @@ class Link:
     group: int = 0
     slave_kind: str | None = None
     slave_info: dict[int, bytes] = field(default_factory=dict)
+    #: the kind of its root qdisc (None: none)
+    qdisc: str | None = None
 
     @property
     def up(self) -> bool:
@@ -204,6 +207,7 @@ def parse_link(body: bytes) -> Link:
         slave_info=(
             parse_attrs(linkinfo[IFLA_INFO_SLAVE_DATA]) if IFLA_INFO_SLAVE_DATA in linkinfo else {}
         ),
+        qdisc=attr_str(attrs, IFLA_QDISC),
     )
 
 

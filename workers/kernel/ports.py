@@ -7,9 +7,8 @@ namespace thread, then every netlink message of every port pipelined on one sock
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import links, nl, nlsock
 from .errors import BridgeFull, BridgeMissing, DeviceConflict, KernelError, from_errno
@@ -164,8 +163,17 @@ def _config_error(p: _Port, step: str, reply: nlsock.Reply) -> KernelError:
 
 
 def plug_many(
-    sock: nlsock.NetlinkSocket, runner: NamespaceRunner, specs: Sequence[PortSpec]
+    sock: nlsock.NetlinkSocket,
+    runner: NamespaceRunner,
+    specs: Sequence[PortSpec],
+    known: Mapping[str, nl.Link] | None = None,
 ) -> list[KernelError | None]:
+    """Plug ``specs``.
+
+    ``known``: links by name from a dump the caller just made (a reconcile). A tap it shows
+    as this port's, with the wanted tun flags, is taken as it is shown, without opening it
+    or looking it up; should it have vanished since (a request for it finds no device),
+    it is plugged again in full. Other taps that exist are read from ``known`` too."""
     results: list[KernelError | None] = [None] * len(specs)
     ports: list[_Port] = []
     seen: set[str] = set()
@@ -195,13 +203,15 @@ def plug_many(
         else:
             p.bridge = bridge
     live = [p for p in ports if p.error is None]
+    shown = _as_shown(live, known or {})
+    unknown = [p for p in live if p.link is None]
 
     # IFF_TUN_EXCL: EBUSY tells that the name is taken, without a look-up for every new tap
-    opened = runner.run(open_new_taps, [_tap_request(p.spec, True) for p in live])
+    opened = runner.run(open_new_taps, [_tap_request(p.spec, True) for p in unknown])
     new: list[_Port] = []
     fds: list[int] = []
     existing: list[_Port] = []
-    for p, fd in zip(live, opened, strict=True):
+    for p, fd in zip(unknown, opened, strict=True):
         if fd >= 0:
             new.append(p)
             fds.append(fd)
@@ -216,13 +226,35 @@ def plug_many(
         # be marked goes away with its file. Closing the files before the taps come up keeps
         # their carrier change cheap (see _config_requests).
         persist_taps(fds, [p.error is None for p in new])
-    _adopt_existing(sock, runner, existing)
+    _adopt_existing(sock, runner, existing, known or {})
     _configure(sock, live)
     undo = [p.index for p in new if p.error is not None and p.index]
     links.delete_links(sock, undo)  # persistent but not set up: no half-plugged tap stays
+    gone = [p for p in shown if p.error is not None and p.error.errno == errno.ENODEV]
+    if gone:  # deleted since the dump: plug them as any other (it creates them)
+        again = plug_many(sock, runner, [p.spec for p in gone])
+        for p, error in zip(gone, again, strict=True):
+            p.error = error
     for p in ports:
         results[p.pos] = p.error
     return results
+
+
+def _as_shown(ports: list[_Port], known: Mapping[str, nl.Link]) -> list[_Port]:
+    """The ports whose tap ``known`` shows as theirs, with the tun flags they want: each
+    gets that link (it is configured as shown)."""
+    out = []
+    for p in ports:
+        link = known.get(p.spec.tap)
+        if (
+            link is not None
+            and link.alias == owner_alias(p.spec.owner)
+            and links.device_kind(link) == "tap"
+            and not _tun_differs(link, p.spec)
+        ):
+            p.link, p.index = link, link.index
+            out.append(p)
+    return out
 
 
 def _mark_new(sock: nlsock.NetlinkSocket, new: list[_Port]) -> None:
@@ -261,12 +293,18 @@ def _configure(sock: nlsock.NetlinkSocket, live: list[_Port]) -> None:
 
 
 def _adopt_existing(
-    sock: nlsock.NetlinkSocket, runner: NamespaceRunner, ports: list[_Port]
+    sock: nlsock.NetlinkSocket,
+    runner: NamespaceRunner,
+    ports: list[_Port],
+    known: Mapping[str, nl.Link],
 ) -> None:
     if not ports:
         return
+    missing = [p.spec.tap for p in ports if p.spec.tap not in known]
+    looked_up = dict(zip(missing, links.get_many(sock, missing), strict=True))
     reopen: list[_Port] = []
-    for p, link in zip(ports, links.get_many(sock, [p.spec.tap for p in ports]), strict=True):
+    found = [known.get(p.spec.tap) or looked_up[p.spec.tap] for p in ports]
+    for p, link in zip(ports, found, strict=True):
         if isinstance(link, KernelError):
             p.error = link
             continue
@@ -347,80 +385,3 @@ def unplug_many(
         elif code != errno.ENODEV:
             results[pos] = from_errno(code, f"deleting tap {ref.tap}")
     return results
-
-
-def set_fdb(
-    sock: nlsock.NetlinkSocket, bridge: str, tap: str, guest_mac: str, present: bool
-) -> None:
-    what = f"{'adding' if present else 'removing'} FDB entry {guest_mac} on {tap}"
-    links.check_ifname(tap, what)
-    links.check_ifname(bridge, what)
-    links.check_mac(guest_mac, what)
-    link = links.get_link(sock, tap)
-    if link is None:
-        if present:
-            raise KernelError(f"{what}: tap {tap} does not exist; plug the port", errno.ENODEV)
-        return
-    if links.owner_of(link) is None:
-        raise DeviceConflict(f"{what}: {tap} was not created by virtnet; not touching it")
-    bridge_index = ifindex(sock.fileno(), bridge)
-    if not bridge_index:
-        raise BridgeMissing(f"{what}: bridge {bridge} does not exist", errno.ENODEV)
-    if link.master != bridge_index:
-        if not present:
-            return
-        raise KernelError(f"{what}: {tap} is not a port of bridge {bridge}; plug it again")
-    reply = sock.transact([fdb_request(link.index, guest_mac, present)])[0]
-    links.raise_for(reply, what, ok=(errno.ENOENT,) if not present else ())
-
-
-def port_state(sock: nlsock.NetlinkSocket, tap: str) -> dict[str, Any] | None:
-    links.check_ifname(tap, "reading port state")
-    link = links.get_link(sock, tap)
-    if link is None:
-        return None
-    master = links.get_link_by_index(sock, link.master) if link.master else None
-    slave = link.slave_info if link.slave_kind == "bridge" else {}
-    info = link.info if link.kind == "tun" else {}
-
-    def flag(attrs: dict[int, bytes], kind: int) -> bool | None:
-        value = nl.attr_u8(attrs, kind)
-        return None if value is None else bool(value)
-
-    static: list[str] = []
-    if master is not None:
-        # the kernel filters by port (ifi_index): this does not dump the whole table
-        body = nl.ifinfomsg(link.index, family=nl.AF_BRIDGE)
-        for raw in sock.dump(nl.RTM_GETNEIGH, body):
-            entry = nl.parse_neigh(raw)
-            if (
-                entry.ifindex == link.index
-                and entry.master is not None  # a bridge entry, not the tap's own list
-                and entry.state & nl.NUD_NOARP
-                and not entry.state & nl.NUD_PERMANENT
-                and entry.mac
-            ):
-                static.append(entry.mac)
-    return {
-        "exists": True,
-        "name": link.name,
-        "index": link.index,
-        "kind": links.device_kind(link),
-        "owner": links.owner_of(link),
-        "alias": link.alias,
-        "master": master.name if master else None,
-        "up": link.up,
-        "mtu": link.mtu,
-        "mac": link.mac,
-        "learning": flag(slave, nl.IFLA_BRPORT_LEARNING),
-        "unicast_flood": flag(slave, nl.IFLA_BRPORT_UNICAST_FLOOD),
-        "mcast_flood": flag(slave, nl.IFLA_BRPORT_MCAST_FLOOD),
-        "bcast_flood": flag(slave, nl.IFLA_BRPORT_BCAST_FLOOD),
-        "isolated": flag(slave, nl.IFLA_BRPORT_ISOLATED),
-        "pi": flag(info, nl.IFLA_TUN_PI),
-        "vnet_hdr": flag(info, nl.IFLA_TUN_VNET_HDR),
-        "multi_queue": flag(info, nl.IFLA_TUN_MULTI_QUEUE),
-        "tun_owner": nl.attr_u32(info, nl.IFLA_TUN_OWNER),
-        "tun_group": nl.attr_u32(info, nl.IFLA_TUN_GROUP),
-        "static_fdb": sorted(static),
-    }

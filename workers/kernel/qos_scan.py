@@ -11,13 +11,12 @@ way, which compares and repairs.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from . import nl, nlsock
+from . import links, nl, nlsock
 from .qos import ifb_name
 from .specs import PortSpec
 
-IFLA_QDISC = 6
 RTM_GETQDISC = 38
 #: parent of an ingress (or clsact) qdisc
 TC_H_INGRESS = 0xFFFFFFF1
@@ -30,17 +29,38 @@ def wants_no_qos(spec: PortSpec) -> bool:
     return not (spec.bandwidth or spec.floor or spec.class_id is not None)
 
 
-def bare(sock: nlsock.NetlinkSocket, specs: Iterable[PortSpec]) -> set[str]:
+def bare(
+    sock: nlsock.NetlinkSocket,
+    specs: Iterable[PortSpec],
+    known: Mapping[str, nl.Link] | None = None,
+) -> set[str]:
     """The taps among ``specs`` that exist and have no htb root qdisc, no ingress qdisc and
     no IFB device of their owner: ``bandwidth.ensure_port`` with no bandwidth would find
-    them as wanted and change nothing."""
+    them as wanted and change nothing.
+
+    ``known``: the links of a dump made before the taps were plugged (a reconcile's), read
+    instead of a new dump: plugging changes no root qdisc to or from htb and makes no IFB;
+    a tap it lacks (created since) is looked up."""
+    specs = list(specs)
     roots: dict[str, tuple[int, str | None]] = {}
-    for body in sock.dump(nl.RTM_GETLINK, nl.ifinfomsg() + _SKIP_STATS):
-        index = struct.unpack_from("=i", body, 4)[0]
-        attrs = nl.parse_attrs(body, 16)
-        name = nl.attr_str(attrs, nl.IFLA_IFNAME)
-        if name:
-            roots[name] = (index, nl.attr_str(attrs, IFLA_QDISC))
+    if known is not None:
+        missing = [s.tap for s in specs if s.tap not in known]
+        for tap, link in zip(missing, links.get_links(sock, missing), strict=True):
+            if isinstance(link, nl.Link):
+                roots[tap] = (link.index, link.qdisc)
+    else:
+        for body in sock.dump(nl.RTM_GETLINK, nl.ifinfomsg() + _SKIP_STATS):
+            index = struct.unpack_from("=i", body, 4)[0]
+            attrs = nl.parse_attrs(body, 16)
+            name = nl.attr_str(attrs, nl.IFLA_IFNAME)
+            if name:
+                roots[name] = (index, nl.attr_str(attrs, nl.IFLA_QDISC))
+
+    def root(name: str) -> tuple[int, str | None] | None:
+        if known is not None and name in known:
+            return known[name].index, known[name].qdisc
+        return roots.get(name)
+
     ingress = set()
     for body in sock.dump(RTM_GETQDISC, _TCMSG.pack(nl.AF_UNSPEC, 0, 0, 0, 0)):
         _family, index, _handle, parent, _info = _TCMSG.unpack_from(body)
@@ -48,10 +68,10 @@ def bare(sock: nlsock.NetlinkSocket, specs: Iterable[PortSpec]) -> set[str]:
             ingress.add(index)
     out = set()
     for spec in specs:
-        found = roots.get(spec.tap)
+        found = root(spec.tap)
         if found is None or found[1] == "htb" or found[0] in ingress:
             continue
-        if ifb_name(spec.owner) in roots:
+        if root(ifb_name(spec.owner)) is not None:
             continue
         out.add(spec.tap)
     return out
