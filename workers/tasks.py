@@ -294,9 +294,10 @@ class HostAgent:
             if plug:
                 plug_many = partial(self.net.plug_many, check_qos=check_qos)
                 results += _timed(plug_many, plug, "plugged")
-            results = [
-                r.model_copy(update={"outbound": self.net.outbound_modes.get(r.tap)})
-                if r.state == "plugged"
+            modes = self.net.outbound_modes
+            results = [  # (a copy only for the few with a limit: a reconcile reports all)
+                r.model_copy(update={"outbound": modes[r.tap]})
+                if r.state == "plugged" and modes.get(r.tap) is not None
                 else r
                 for r in results
             ]
@@ -363,13 +364,13 @@ class HostAgent:
                 for device in owned:
                     if device.kind == "ifb" and device.owner not in wanted_owners:
                         self.net.remove_ifb(device.owner)
+                floors: dict[str, set[int]] = {}
+                for p in ports:
+                    if p.present and p.class_id is not None and p.floor:
+                        floors.setdefault(p.bridge, set()).add(p.class_id)
                 for bridge in wanted_bridges & {d.name for d in owned}:
-                    keep = {
-                        p.class_id
-                        for p in ports
-                        if p.present and p.bridge == bridge and p.class_id is not None and p.floor
-                    }
-                    self.net.remove_floors(bridge, keep=keep)  # floors of ports gone
+                    # floors of ports gone
+                    self.net.remove_floors(bridge, keep=floors.get(bridge, set()))
             except KernelError:  # the ports and networks below still get their turn
                 log.exception("removing leftover bandwidth settings failed")
         for network in networks:

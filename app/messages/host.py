@@ -106,6 +106,12 @@ class ReconcileHost(Message):
     networks: list[NetworkSpec]
     ports: list[HostPort] = Field(default_factory=list)
 
+    def wire(self) -> dict[str, Any]:
+        """The ports without their fields at the default (read back as the default): a
+        host's 10,000 ports are 2 MB of JSON instead of 5, encoded, sent and read faster."""
+        out = self.model_dump(mode="json", exclude={"networks"}, exclude_defaults=True)
+        return {"networks": [n.wire() for n in self.networks], "ports": out.get("ports", [])}
+
 
 #: the payload of each step (and single-step task) by task name
 STEPS: dict[str, type[Message]] = {

@@ -104,6 +104,19 @@ def test_every_message_goes_through_json_and_back_unchanged(message: Message) ->
     assert type(message).read(json.loads(text)) == message
 
 
+def test_a_reconcile_sends_its_ports_without_their_defaults_and_reads_them_back() -> None:
+    """10,000 ports are 2 MB instead of 5: a field at its default is left out, a field
+    that differs from it is sent, and the host reads back the same desired state."""
+    odd = HostPort.read({**PORT, "port_id": "p2", "tap": "vnet9", "vnet_hdr": False, "mtu": 9000})
+    message = ReconcileHost(networks=[NetworkSpec.read(NETWORK)], ports=[HostPort.read(PORT), odd])
+    wired = json.loads(json.dumps(message.wire()))
+    assert wired["networks"] == [NetworkSpec.read(NETWORK).wire()]  # networks in full
+    assert "vnet_hdr" not in wired["ports"][0] and "present" not in wired["ports"][0]
+    assert wired["ports"][1]["vnet_hdr"] is False and wired["ports"][1]["mtu"] == 9000
+    assert ReconcileHost.read(wired) == message
+    assert ReconcileHost(networks=[]).wire() == {"networks": [], "ports": []}
+
+
 def test_the_port_defaults_are_written_once_and_reach_the_kernel_spec() -> None:
     port = HostPort.read(PORT)
     assert (port.present, port.mac_table_manager, port.fdb, port.vnet_hdr) == (
