@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, select
 
 from app.models import Domain, Port
 from app.services.context import Ctx
@@ -29,8 +31,22 @@ def reread(ctx: Ctx, port: Port) -> Port:
     return port
 
 
-def host_ports(ctx: Ctx, host: str) -> list[Port]:
-    return list(ctx.db.scalars(select(Port).where(Port.host == host).order_by(Port.tap)))
+def host_ports(ctx: Ctx, host: str) -> list[Row[Any]]:
+    """The host's ports, with what their desired state needs (ports.host_port) and their
+    state: plain rows, not ORM objects (10,000 of those took 0.25 s to load)."""
+    columns = (
+        Port.id,
+        Port.owner_uuid,
+        Port.generation,
+        Port.tap,
+        Port.bridge,
+        Port.mac,
+        Port.mac_table_manager,
+        Port.fdb,
+        Port.spec,
+        Port.state,
+    )
+    return list(ctx.db.execute(select(*columns).where(Port.host == host).order_by(Port.tap)))
 
 
 def port_labels(ctx: Ctx, network_id: int) -> list[str]:

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 
 from app.conf.common import random_mac
 from app.conf.errors import Problem
@@ -269,8 +269,9 @@ def allocate(
     return port
 
 
-def host_port(port: Port, *, present: bool = True) -> HostPort:
-    """The whole desired state of one port on its host (the spec's bookkeeping stays here)."""
+def host_port(port: Port | Row[Any], *, present: bool = True) -> HostPort:
+    """The whole desired state of one port on its host (the spec's bookkeeping stays here);
+    of a row or of a row's columns (port_queries.host_ports)."""
     return HostPort.read(
         {
             **port.spec,

@@ -1,7 +1,8 @@
 """A host's report of ports it found as they were (a reconcile reports every port) changes no
 row and ends no operation; the ports of the same report that did change are recorded as
-before (issue 12, item 4). On both databases; reports are recorded as the control worker
-records them."""
+before (issue 12, item 4); the whole state sent to a (re)joining host, read from the ports'
+columns, is each port's desired state. On both databases; reports are recorded as the
+control worker records them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db import get_sessionmaker
+from app.messages import ReconcileHost
+from app.messages.names import RECONCILE_HOST
 from app.models import Event, Operation, Port
-from app.services import port_lifecycle
+from app.services import port_lifecycle, realisation
 from app.services.context import Ctx
 from app.services.outbox import Outbox
+from app.services.ports import host_port
 from tests.api.test_ports_api import active_net, port  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("active_net")
@@ -144,3 +148,23 @@ def test_a_port_that_an_operation_waits_for_is_recorded_though_it_looks_as_it_wa
     record(api_settings, [result(p) for p in ports(api_settings).values()])
     assert client.get(f"/v1/operations/{suspend['id']}").json()["state"] == "succeeded"
     assert client.get("/v1/domains/vm1").json()["status"]["state"] == "paused"
+
+
+def test_the_whole_state_sent_to_a_host_has_each_port_as_its_row_says(
+    client: TestClient, api_settings: Settings
+) -> None:
+    """plan_full reads the ports' columns, not ORM objects: the same desired state."""
+    plugged_bulk(client, api_settings)
+    first, second = sorted(ports(api_settings))[:2]
+    client.delete(f"/v1/networks/n/ports/{first}")  # unplugging: sent as not present
+    record(api_settings, [result(ports(api_settings)[second], "failed", error="boom")])
+    with get_sessionmaker(api_settings.effective_database_url)() as session:
+        ctx = Ctx(session, Outbox(None), api_settings)
+        realisation.plan_full(ctx, "hostA", comeback=False)
+        sent = [ReconcileHost.read(m) for n, m, _ in ctx.outbox.pending if n == RECONCILE_HOST]
+        rows = sorted(session.query(Port), key=lambda p: p.tap)
+        want = [host_port(p, present=p.state != "unplugging") for p in rows if p.id != second]
+        session.rollback()
+    assert len(sent) == 1 and [n.name for n in sent[0].networks] == ["n"]
+    assert sent[0].ports == want  # the failed port is left out: the host removes its tap
+    assert [p.present for p in sent[0].ports].count(False) == 1
