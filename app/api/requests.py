@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.conf.common import HostName, Strict
+from app.conf.common import HostName, Label, Strict
 
 
 class AutostartRequest(Strict):
@@ -17,7 +17,7 @@ class AutostartRequest(Strict):
 class TokenRequest(Strict):
     model_config = ConfigDict(strict=True)
     role: Literal["reader", "operator", "admin"]
-    name: str = Field(default="", max_length=64)
+    name: Label = Field(default="", max_length=64)
 
 
 class MigrateRequest(Strict):

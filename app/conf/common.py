@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -17,6 +18,34 @@ DB_INT_MAX = 2**31 - 1
 NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}")
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+#: a character XML 1.0 cannot carry (nor PostgreSQL text, for NUL)
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+NOT_XML_MESSAGE = "contains characters XML cannot carry (control characters, surrogates)"
+CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def not_xml(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """Where a document (as ``model_dump(mode="json")`` gives it) has a string, key or value,
+    that XML cannot carry: it could be neither stored nor shown as libvirt XML."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from not_xml(key, loc)
+            yield from not_xml(item, (*loc, key))
+    elif isinstance(value, list):
+        for j, item in enumerate(value):
+            yield from not_xml(item, (*loc, j))
+    elif isinstance(value, str) and NOT_XML.search(value):
+        yield loc
+
+
+def _one_line(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("must be one line of text, with no control characters")
+    return value
+
+
+#: a free-text label (a token's name): one line, no control characters
+Label = Annotated[str, AfterValidator(_one_line)]
 
 
 class Strict(BaseModel):

@@ -7,7 +7,16 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.conf.common import HostName, IfName, JsonObject, MacAddress, Name, Strict
+from app.conf.common import (
+    NOT_XML_MESSAGE,
+    HostName,
+    IfName,
+    JsonObject,
+    MacAddress,
+    Name,
+    Strict,
+    not_xml,
+)
 from app.conf.errors import Misplaced
 from app.conf.network.model import Bandwidth, VirtualPort, Vlan
 from app.conf.parts import rule_breaks
@@ -172,4 +181,7 @@ class DomainDefinition(Strict):
             raise ValueError("netns and interfaces' guest names are for containers (type lxc)")
         if self.type == "lxc" and any(i.queues for i in self.interfaces):
             raise ValueError("queues are for virtual machines' taps, not containers' veths")
+        # stored as given and shown as libvirt XML: a NUL or a control character could be neither
+        for where in not_xml(self.model_dump(mode="json", exclude={"xml"})):
+            raise Misplaced(where, NOT_XML_MESSAGE)
         return self

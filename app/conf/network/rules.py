@@ -11,12 +11,12 @@ name in a macvtap/hostdev network (virtnet's define assigns one to every network
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from lxml import etree
 
+from app.conf.common import NOT_XML_MESSAGE, not_xml
 from app.conf.network.model import (
     LEASE_UNIT_SECONDS,
     IpConfig,
@@ -34,10 +34,9 @@ BRIDGE_CREATING = frozenset({"none", "nat", "route", "open"})
 SERVICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/*")
 PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-+/")
 DNS_RECORD_LENGTH_SRV = 512 - 30
+
+
 #: anything outside XML 1.0's Char production
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
 def _ip(text: str | None) -> Address | None:
     try:
         return ipaddress.ip_address(text) if text is not None else None
@@ -242,15 +241,8 @@ def _dns(d: NetworkDefinition) -> Iterator[Break]:
 
 
 def _xml_chars(value: Any, loc: Loc) -> Iterator[Break]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _xml_chars(key, loc)
-            yield from _xml_chars(item, (*loc, key))
-    elif isinstance(value, list):
-        for j, item in enumerate(value):
-            yield from _xml_chars(item, (*loc, j))
-    elif isinstance(value, str) and _NOT_XML.search(value):
-        yield loc, "contains characters XML cannot carry (control characters, surrogates)"
+    for where in not_xml(value, loc):
+        yield where, NOT_XML_MESSAGE
 
 
 def _text(d: NetworkDefinition) -> Iterator[Break]:
