@@ -50,6 +50,12 @@ class Cluster:
             _, secret = tokens.create(Ctx(session, Outbox(None), settings), role="admin")
         self.api = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
 
+    def configure(self, **update: Any) -> None:
+        """Other settings for what runs from now on: the in-process API (its host-down
+        window, say) as well as the workers started after this."""
+        self.settings = self.settings.model_copy(update=update)
+        self.api = TestClient(create_app(self.settings), headers=dict(self.api.headers))
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTNET_")}
         s = self.settings

@@ -35,9 +35,7 @@ def host(cluster: Cluster) -> Iterator[str]:
     heartbeats: neither the control worker nor the API may call h1 down meanwhile."""
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
-    cluster.settings = cluster.settings.model_copy(
-        update={"resync_seconds": 1.0, "missed_heartbeats": 400}
-    )
+    cluster.configure(resync_seconds=1.0, missed_heartbeats=400)
     cluster.api = TestClient(create_app(cluster.settings), headers=dict(cluster.api.headers))
     with netns.namespace("h1") as ns:
         cluster.start_control()

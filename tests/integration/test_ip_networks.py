@@ -38,7 +38,7 @@ def site(cluster: Cluster, tmp_path: Path) -> Iterator[dict[str, str]]:
         state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
         state.chmod(0o755)
         stack.callback(shutil.rmtree, state, True)
-        cluster.settings = cluster.settings.model_copy(update={"state_dir": state})
+        cluster.configure(state_dir=state)
         names = {k: stack.enter_context(netns.namespace(k)) for k in ("h1", "g1", "g2", "up")}
         stack.callback(guests.kill_dnsmasqs, names["h1"])
         stack.callback(cluster.close)

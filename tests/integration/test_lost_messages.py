@@ -37,9 +37,7 @@ def host(cluster: Cluster) -> Iterator[str]:
     what these tests leave to the periodic pass."""
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
-    cluster.settings = cluster.settings.model_copy(
-        update={"resync_seconds": RESYNC, "missed_heartbeats": 400}
-    )
+    cluster.configure(resync_seconds=RESYNC, missed_heartbeats=400)
     with netns.namespace("h1") as ns:
         cluster.start_control()
         cluster.start_host("h1", ns)

@@ -26,7 +26,7 @@ DEADLINE = 3.0
 def h1(cluster: Cluster, two_hosts: dict[str, str]) -> Iterator[str]:
     """h1's namespace, with a control worker whose operation deadline is short."""
     cluster.kill("control")
-    cluster.settings = cluster.settings.model_copy(update={"operation_deadline_seconds": DEADLINE})
+    cluster.configure(operation_deadline_seconds=DEADLINE)
     cluster.start_control()
     yield two_hosts["h1"]
     if "h1" in cluster.procs:

@@ -64,7 +64,7 @@ def test_plug_task_delivered_twice_leaves_one_tap_and_one_entry(cluster: Cluster
 
 def test_worker_killed_while_plugging_100_ports_converges(cluster: Cluster, lv: str) -> None:
     # a stopped worker sends no heartbeats: let this API wait longer before calling h1 down
-    cluster.settings = cluster.settings.model_copy(update={"missed_heartbeats": 200})
+    cluster.configure(missed_heartbeats=200)
     base = cluster.serve_http()
     headers = dict(cluster.api.headers)
     cluster.signal("h1", signal.SIGSTOP)  # queue all 100 before the worker takes the first

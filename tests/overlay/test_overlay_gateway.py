@@ -50,7 +50,7 @@ def fleet(cluster: Cluster) -> Iterator[dict[str, str]]:
         state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
         state.chmod(0o755)
         stack.callback(shutil.rmtree, state, True)
-        cluster.settings = cluster.settings.model_copy(update={"state_dir": state})
+        cluster.configure(state_dir=state)
         _, namespaces = stack.enter_context(ul.underlay(3, tag="g"))
         hosts = dict(zip(HOSTS, namespaces, strict=True))
         for ns in hosts.values():
