@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -160,6 +160,13 @@ def storage_problem(exc: BaseException) -> JSONResponse | None:
     None for an error that is a bug (a 500)."""
     if isinstance(exc, IntegrityError):
         return conflict_problem(exc)
+    if isinstance(exc, DataError):  # a value the database cannot take, in a path, say
+        why = str(exc.orig).splitlines()[0] if exc.orig is not None else "an invalid value"
+        return problem(
+            422,
+            "Invalid request",
+            f"a value in the request cannot be stored or looked up ({why}); nothing was changed",
+        )
     if isinstance(exc, StaleDataError):
         return problem(
             409,

@@ -127,3 +127,25 @@ def test_nul_and_control_characters_are_422_naming_the_field(admin: TestClient) 
     # a description over several lines is fine: XML carries line breaks
     r = admin.post("/v1/domains", json={"name": "d", "host": "h", "description": "a\nb"})
     assert r.status_code == 201, r.text
+
+
+def test_a_nul_in_a_path_is_422_on_every_database(admin: TestClient) -> None:
+    """PostgreSQL cannot even look a NUL up: the driver's refusal is the client's error."""
+    assert (
+        admin.post("/v1/networks", json={"name": "n", "bridge": {"name": "vnnul0"}}).status_code
+        == 201
+    )
+    for path in (
+        "/v1/networks/a%00b",
+        "/v1/domains/a%00b",
+        "/v1/hosts/a%00b",
+        "/v1/operations/a%00b",
+    ):
+        r = admin.get(path)
+        assert r.status_code in (404, 422), r.text  # SQLite looks it up and finds nothing
+        assert r.headers["content-type"].startswith("application/problem+json")
+        if r.status_code == 422:
+            assert "nothing was changed" in r.json()["detail"]
+    r = admin.delete("/v1/networks/n%00")
+    assert r.status_code in (404, 422), r.text
+    assert [n["name"] for n in admin.get("/v1/networks").json()["items"]] == ["n"]
