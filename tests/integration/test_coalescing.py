@@ -14,15 +14,12 @@ from typing import Any
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.api.main import create_app
 from app.celery_app import CONTROL_QUEUE, REPORT_APPLIED, REPORT_PORTS, host_queue
 from app.db import get_sessionmaker
-from tests import netns
 from tests.cluster import Cluster, wait_for
-from tests.integration.test_lost_messages import broker, create_port, in_sync, stop
+from tests.integration.test_lost_messages import broker, create_port, in_sync, lv_on_h1, stop
 from tests.kernel import readback
 
 N = 30
@@ -33,20 +30,7 @@ HOST_QUEUE = host_queue("h1")
 def host(cluster: Cluster) -> Iterator[str]:
     """h1 in a namespace, network 'lv' active on it. Stopped workers send and record no
     heartbeats: neither the control worker nor the API may call h1 down meanwhile."""
-    if not netns.can_create_namespaces():
-        pytest.skip("needs root and ip netns")
-    cluster.configure(resync_seconds=1.0, missed_heartbeats=400)
-    cluster.api = TestClient(create_app(cluster.settings), headers=dict(cluster.api.headers))
-    with netns.namespace("h1") as ns:
-        cluster.start_control()
-        cluster.start_host("h1", ns)
-        cluster.wait_hosts_up("h1")
-        bridge = {"name": "vnlv0", "stp": False, "mac_table_manager": "libvirt"}
-        cluster.api.post("/v1/networks", json={"name": "lv", "bridge": bridge})
-        assert cluster.api.post("/v1/networks/lv/start").status_code == 200
-        cluster.wait_network("lv")
-        yield ns
-        cluster.close()
+    yield from lv_on_h1(cluster)
 
 
 def queued(client: redis.Redis, queue: str) -> list[tuple[str, dict[str, Any]]]:

@@ -35,6 +35,13 @@ def host(cluster: Cluster) -> Iterator[str]:
     """h1 in a namespace, network 'lv' active on it. A stopped worker sends no heartbeats:
     the host must not go down meanwhile, or its comeback (a full reconcile) would repair
     what these tests leave to the periodic pass."""
+    yield from lv_on_h1(cluster)
+
+
+def lv_on_h1(cluster: Cluster) -> Iterator[str]:
+    """A fixture's body: h1 with its worker and the control worker, network 'lv' active on
+    it, a resync period of RESYNC, and a host-down window (API and workers) long enough for
+    a test to stop workers (SIGSTOP) without h1 being called down."""
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
     cluster.configure(resync_seconds=RESYNC, missed_heartbeats=400)
