@@ -93,6 +93,27 @@ def make_celery(settings: Settings, *, host: str | None = None) -> Celery:
     return celery
 
 
+def run_solo_worker(celery: Celery, *, queues: str, node: str) -> None:
+    """Consume ``queues`` (comma-separated) in this process, one task at a time (the solo
+    pool: the workers' own state is in this process), until the worker is stopped."""
+    celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "solo",
+            "-n",
+            node,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+    )
+
+
 def task_sender(
     celery: Celery, *, declare: bool = True
 ) -> Callable[[str, dict[str, Any], str], None]:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from celery import Celery
 
 from app import control_batches
-from app.celery_app import QueueDrain, make_celery, task_sender
+from app.celery_app import QueueDrain, make_celery, run_solo_worker, task_sender
 from app.config import Settings
 from app.db import get_sessionmaker
 from app.host_identity import report_secret, verified_host
@@ -303,22 +303,7 @@ def run_control_worker(settings: Settings) -> int:
         target=_resync, args=(settings, task_sender(celery), stop), name="resync", daemon=True
     ).start()
     try:
-        celery.worker_main(
-            [
-                "worker",
-                "-Q",
-                f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}",
-                "--pool",
-                "solo",
-                "-n",
-                "control@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-            ]
-        )
+        run_solo_worker(celery, queues=f"{HEARTBEAT_QUEUE},{CONTROL_QUEUE}", node="control@%h")
     finally:
         stop.set()
         drain.close()

@@ -6,7 +6,7 @@ import logging
 import threading
 import uuid
 
-from app.celery_app import QueueDrain, host_queue, make_celery, task_sender
+from app.celery_app import QueueDrain, host_queue, make_celery, run_solo_worker, task_sender
 from app.config import Settings
 from app.host_identity import own_host_key
 from workers.batching import register_host_tasks
@@ -90,22 +90,7 @@ def run_host_worker(
     beat.start()
     threading.Thread(target=_supervise, args=(agent, stop), name="supervise", daemon=True).start()
     try:
-        celery.worker_main(
-            [
-                "worker",
-                "-Q",
-                host_queue(name),
-                "--pool",
-                "solo",
-                "-n",
-                f"host-{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-            ]
-        )
+        run_solo_worker(celery, queues=host_queue(name), node=f"host-{name}@%h")
     finally:
         stop.set()
         drain.close()

@@ -13,9 +13,7 @@ from .nsexec import ifindex
 from .ports import fdb_request
 
 
-def set_fdb(
-    sock: NetlinkSocket, bridge: str, tap: str, guest_mac: str, present: bool
-) -> None:
+def set_fdb(sock: NetlinkSocket, bridge: str, tap: str, guest_mac: str, present: bool) -> None:
     what = f"{'adding' if present else 'removing'} FDB entry {guest_mac} on {tap}"
     links.check_ifname(tap, what)
     links.check_ifname(bridge, what)
