@@ -28,11 +28,9 @@ namespace, and the API as its own process (`virtnet api`, VIRTNET_API_WORKERS fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -145,13 +143,7 @@ def load(api: Api, clients: int, seconds: float, offset: int) -> list[str]:
 
 
 def kernel_taps(ns: str, bridge: str) -> int:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-json", "link", "show", "type", "tun"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return sum(1 for link in json.loads(out or "[]") if link.get("master") == bridge)
+    return sum(1 for link in e2e_phases.tun_links(ns) if link.get("master") == bridge)
 
 
 def bulk_rows(cluster: Cluster, api: Api, ns: str, count: int) -> list[list[str]]:
@@ -192,29 +184,6 @@ def bulk_rows(cluster: Cluster, api: Api, ns: str, count: int) -> list[list[str]
     ]
 
 
-def start_api(cluster: Cluster, workers: int | None) -> str:
-    """`virtnet api` as its own process; VIRTNET_API_WORKERS only if ``workers`` is given."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = cluster.env()
-    if workers is not None:
-        env["VIRTNET_API_WORKERS"] = str(workers)
-    cluster._spawn("api", ["api", "--listen", f"127.0.0.1:{port}"], env)
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{base}/v1/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    e2e_phases.wait(answers, 30, f"the API process\n{cluster.logs()}", every=0.1)
-    return base
-
-
 def pids(cluster: Cluster) -> dict[str, int]:
     return {
         k: cluster.procs[key].pid
@@ -236,7 +205,7 @@ def e2e_rows(args: argparse.Namespace) -> tuple[list[list[str]], float]:
             cluster.start_host(HOST, ns)
             cluster.wait_hosts_up(HOST)
             define(cluster, "bench", "vnbench0")
-            api = Api(start_api(cluster, args.api_workers), dict(cluster.api.headers))
+            api = Api(cluster.start_api(args.api_workers), dict(cluster.api.headers))
             for i in range(20):  # warm-up: connections, caches, first-task costs
                 api.unplug("bench", api.plug("bench", hostnet.guest_mac(900_000 + i))[1])
             single = [0.0]

@@ -199,14 +199,20 @@ def wait(check: Callable[[], Any], timeout: float, what: str, every: float = 0.0
     return time.monotonic()
 
 
-def taps(ns: str) -> set[str]:
+def tun_links(ns: str) -> list[dict[str, Any]]:
+    """The tun/tap links in ``ns``, as `ip -json link` shows them (read independently)."""
     out = subprocess.run(
         ["ip", "-n", ns, "-json", "link", "show", "type", "tun"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return {link["ifname"] for link in json.loads(out or "[]") if link.get("master")}
+    links: list[dict[str, Any]] = json.loads(out or "[]")
+    return links
+
+
+def taps(ns: str) -> set[str]:
+    return {link["ifname"] for link in tun_links(ns) if link.get("master")}
 
 
 def settle(ns: str) -> float:

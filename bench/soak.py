@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import httpx  # noqa: E402
+from e2e_phases import tree  # noqa: E402
 
 from tests import netns  # noqa: E402
 
@@ -51,24 +52,6 @@ TOKEN = "vn_soak-admin"
 OWNER = {"name": "soak", "uuid": "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"}
 HOST = "soak-host"
 TRANSITIONAL_PORT_STATES = ("allocated", "plugging", "unplugging")
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 
 def _cpu(pids: list[int]) -> float:
@@ -82,7 +65,7 @@ def _cpu(pids: list[int]) -> float:
 
 def idle_cpu(serve: int, seconds: float) -> float:
     """Share of one core serve's tree used over ``seconds`` (children counted as they are)."""
-    pids = _tree(serve)
+    pids = tree(serve)
     before = _cpu(pids)
     time.sleep(seconds)
     return (_cpu(pids) - before) / seconds * 100

@@ -103,14 +103,17 @@ class Cluster:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def start_api(self, workers: int = 1) -> str:
-        """The API as its own process (`virtnet api`, ``workers`` uvicorn processes)."""
+    def start_api(self, workers: int | None = 1) -> str:
+        """The API as its own process (`virtnet api`, ``workers`` worker processes; None:
+        VIRTNET_API_WORKERS left at its default)."""
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {**self.env(), "VIRTNET_API_WORKERS": str(workers)}
+        env = self.env()
+        if workers is not None:
+            env["VIRTNET_API_WORKERS"] = str(workers)
         self._spawn("api", ["api", "--listen", f"127.0.0.1:{port}"], env)
         base = f"http://127.0.0.1:{port}"
 
