@@ -17,24 +17,27 @@ from app.services.outbox import Outbox
 from tests.api.test_ports_api import add_host
 
 
+def result(p: Port, state: str = "plugged", **extra: Any) -> dict[str, Any]:
+    """The host's result for ``p`` at its current generation, as a ports report has it."""
+    return {
+        "port_id": p.id,
+        "generation": p.generation,
+        "tap": p.tap,
+        "bridge": p.bridge,
+        "guest_mac": p.mac,
+        "state": state,
+        "error": None,
+        "seconds": 0.001,
+        **extra,
+    }
+
+
 def report(settings: Settings, state: str, *macs: str) -> None:
     """hostA reports the ports with these MACs (all of them when none is named) as ``state``,
     at their current generation, as the control worker applies a report."""
     with get_sessionmaker(settings.effective_database_url)() as session:
         ports = [p for p in session.query(Port) if not macs or p.mac in macs]
-        results = [
-            {
-                "port_id": p.id,
-                "generation": p.generation,
-                "tap": p.tap,
-                "bridge": p.bridge,
-                "guest_mac": p.mac,
-                "state": state,
-                "error": None,
-                "seconds": 0.001,
-            }
-            for p in ports
-        ]
+        results = [result(p, state) for p in ports]
         port_lifecycle.record(Ctx(session, Outbox(None), settings), host="hostA", results=results)
 
 

@@ -21,26 +21,13 @@ from app.services import port_lifecycle, realisation
 from app.services.context import Ctx
 from app.services.outbox import Outbox
 from app.services.ports import host_port
+from tests.api.test_operations_superseded import result
 from tests.api.test_ports_api import active_net, port  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("active_net")
 
 #: more than port_lifecycle._WORTH_READING: the report is filtered before it locks
 COUNT = 40
-
-
-def result(p: Port, state: str = "plugged", **extra: Any) -> dict[str, Any]:
-    return {
-        "port_id": p.id,
-        "generation": p.generation,
-        "tap": p.tap,
-        "bridge": p.bridge,
-        "guest_mac": p.mac,
-        "state": state,
-        "error": None,
-        "seconds": 0.001,
-        **extra,
-    }
 
 
 def ports(settings: Settings) -> dict[str, Port]:
