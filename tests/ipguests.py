@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,6 +183,16 @@ def dnsmasq_pids(ns: str) -> list[int]:
         if state != "Z":
             pids.append(int(entry))
     return sorted(pids)
+
+
+def dnsmasq_state_dir(stack: contextlib.ExitStack) -> Path:
+    """A state dir dnsmasq can read once it is 'nobody' (it re-reads its hosts files on
+    SIGHUP), which pytest's private tmp (0700, shared by other sessions) is not; removed when
+    ``stack`` closes."""
+    state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
+    state.chmod(0o755)
+    stack.callback(shutil.rmtree, state, True)
+    return state
 
 
 def kill_dnsmasqs(ns: str) -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,12 +31,7 @@ def site(cluster: Cluster, tmp_path: Path) -> Iterator[dict[str, str]]:
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
     with contextlib.ExitStack() as stack:
-        # dnsmasq re-reads its hosts files as 'nobody' (SIGHUP): its state dir must be
-        # reachable, which pytest's private tmp (0700, shared by other sessions) is not
-        state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
-        state.chmod(0o755)
-        stack.callback(shutil.rmtree, state, True)
-        cluster.configure(state_dir=state)
+        cluster.configure(state_dir=guests.dnsmasq_state_dir(stack))
         names = {k: stack.enter_context(netns.namespace(k)) for k in ("h1", "g1", "g2", "up")}
         stack.callback(guests.kill_dnsmasqs, names["h1"])
         stack.callback(cluster.close)

@@ -6,8 +6,6 @@ overlay and pings the gateway. The gateway then moves live to the third host."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -47,10 +45,7 @@ def fleet(cluster: Cluster) -> Iterator[dict[str, str]]:
     if not netns.can_create_namespaces():
         pytest.skip("needs root and ip netns")
     with contextlib.ExitStack() as stack:
-        state = Path(tempfile.mkdtemp(prefix="vnt-state-", dir="/tmp"))
-        state.chmod(0o755)
-        stack.callback(shutil.rmtree, state, True)
-        cluster.configure(state_dir=state)
+        cluster.configure(state_dir=guests.dnsmasq_state_dir(stack))
         _, namespaces = stack.enter_context(ul.underlay(3, tag="g"))
         hosts = dict(zip(HOSTS, namespaces, strict=True))
         for ns in hosts.values():
