@@ -39,7 +39,9 @@ def ip(ns: str, *argv: str) -> None:
     subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True, text=True)
 
 
-def addrs(ns: str, dev: str, scope: str = "global") -> list[str]:
+def addrs(ns: str, dev: str, scope: str = "global", *, settled: bool = False) -> list[str]:
+    """The addresses of ``dev`` in ``scope``; ``settled``: only those past duplicate address
+    detection (a tentative IPv6 address cannot be used yet)."""
     out = subprocess.run(
         ["ip", "-n", ns, "-json", "addr", "show", "dev", dev],
         check=True,
@@ -50,7 +52,7 @@ def addrs(ns: str, dev: str, scope: str = "global") -> list[str]:
         f"{a['local']}/{a['prefixlen']}"
         for link in json.loads(out)
         for a in link["addr_info"]
-        if a.get("scope") == scope
+        if a.get("scope") == scope and not (settled and a.get("tentative"))
     ]
 
 
