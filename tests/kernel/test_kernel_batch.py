@@ -94,3 +94,20 @@ def test_bridge_full_at_1024_ports(host: HostNet, ns: str) -> None:
     assert rb.link(ns, "vn1023") is None
     with pytest.raises(BridgeFull):
         host.plug(ports[1023])
+
+
+def test_unplug_many_with_a_name_two_ports_held(host: HostNet, ns: str) -> None:
+    """A tap name is reused: a batch may unplug the port that holds it now beside a stale
+    unplug of an earlier port that held it (the control worker takes back a late plug of a
+    released port). Only the holder's tap goes; it must go whichever ref comes first."""
+    host.ensure_bridge(BridgeSpec("virbr1", "net-1", stp=False))
+    holder = PortSpec("vn5", "virbr1", mac(5), "port-now")
+    for earlier_first in (True, False):
+        assert host.plug(holder) is None
+        refs: list[PortRef | PortSpec] = [PortRef("vn5", "port-before", "virbr1", mac(4)), holder]
+        if not earlier_first:
+            refs.reverse()
+        results = host.unplug_many(refs)
+        assert results == ([False, True] if earlier_first else [True, False])
+        assert rb.link(ns, "vn5") is None
+        assert rb.static_entries(ns) == []

@@ -59,6 +59,8 @@ def lifecycle(net: Net) -> list[Any]:
         lambda: net.ensure_addresses("virbr-none", ["10.2.0.1/24"]),
         lambda: net.remove_firewall(["othertool"]),
         lambda: net.firewall_tables(),
+        lambda: net.unplug_many([PortRef("vnet1", "dom-before"), kernel]),
+        lambda: net.plug(kernel),
         lambda: net.unplug_many([libvirt, PortRef("vnet1", "dom-2"), PortRef("foreign0", "x")]),
         lambda: net.unplug("vnet0", "dom-1"),
         lambda: net.remove_bridge("virbr1", "net-1"),

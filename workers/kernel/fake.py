@@ -314,6 +314,10 @@ class FakeHostNet:
     def unplug_many(self, refs: Sequence[PortSpec | PortRef]) -> list[bool | Exception]:
         results: list[bool | Exception] = []
         for ref in refs:
+            held = self.devices.get(ref.tap)
+            if held is not None and held.kind == "tap" and _other_port(held.alias, ref.owner):
+                results.append(False)  # the name went to another port: this one's is gone
+                continue
             try:
                 device = self._owned(ref.tap, ref.owner, "tap", f"unplugging {ref.tap}")
             except KernelError as exc:
@@ -383,3 +387,8 @@ class FakeHostNet:
             "tun_group": device.gid,
             "static_fdb": sorted(m for (_, m), t in self.fdb.items() if t == tap),
         }
+
+
+def _other_port(alias: str | None, owner: str) -> bool:
+    """``alias`` marks a device virtnet made for an owner other than ``owner``."""
+    return bool(alias and alias.startswith(links.ALIAS_PREFIX) and alias != owner_alias(owner))

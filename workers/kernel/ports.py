@@ -340,7 +340,9 @@ def unplug_many(
 ) -> list[bool | KernelError]:
     results: list[bool | KernelError] = [False] * len(refs)
     todo: list[tuple[int, PortSpec | PortRef, nl.Link]] = []
-    seen: set[str] = set()
+    # a name held by two refs is a repeat only with the same owner: a stale unplug of a port
+    # that held the name before must not hide the unplug of the port that holds it now
+    seen: set[tuple[str, str]] = set()
     valid: list[tuple[int, PortSpec | PortRef]] = []
     for pos, ref in enumerate(refs):
         try:
@@ -350,8 +352,8 @@ def unplug_many(
         except KernelError as exc:
             results[pos] = exc
             continue
-        if ref.tap not in seen:  # a repeat finds the tap already gone: False
-            seen.add(ref.tap)
+        if (ref.tap, ref.owner) not in seen:  # a repeat finds the tap already gone: False
+            seen.add((ref.tap, ref.owner))
             valid.append((pos, ref))
     found = links.get_links(sock, [ref.tap for _, ref in valid])
     for (pos, ref), link in zip(valid, found, strict=True):
