@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 #: execution option of a read-only session's connections
@@ -43,7 +46,39 @@ def get_engine(url: str) -> Engine:
 
         return engine
     size, overflow = pool_limits()
-    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
+    engine = create_engine(url, pool_size=size, max_overflow=overflow)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: a pooled connection unused for longer than this is pinged before it is handed out
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection at checkout only if it sat in the pool for a while: a ping before
+    every checkout (pool_pre_ping) is a round trip on each transaction, on the hot path of
+    every plug. A connection in steady use that the database dropped meanwhile (a restart
+    within the second) fails on its first statement instead, and whoever runs the
+    transaction runs it again once on a fresh one (app.services.retry.retryable, the API's
+    Transactions middleware, operations.wait_port)."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool drops it and hands out another one
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
+
+
+_IDLE_SINCE = "virtnet_idle_since"
 
 
 @lru_cache(maxsize=16)

@@ -82,8 +82,8 @@ class Transactions:
                     log.warning("%s %s lost the database while committing: %s", *where, exc)
                     await in_doubt_response()(scope, receive, send)
                     return
-                if retry.is_race(exc) and attempt < retry.ATTEMPTS - 1:
-                    log.info("%s %s lost a race: %s", *where, exc)
+                if retry.retryable(exc, attempt) and attempt < retry.ATTEMPTS - 1:
+                    log.info("%s %s lost a race or a dead connection: %s", *where, exc)
                     await asyncio.sleep(retry.pause(attempt))
                     continue
                 response = storage_problem(exc)

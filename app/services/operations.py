@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import READ_ONLY, get_engine, get_sessionmaker
@@ -150,6 +151,16 @@ def wait_port(
 
 
 def _read(db: Session, op_id: str, port_id: str | None) -> tuple[Operation | None, Port | None]:
+    try:
+        return _select(db, op_id, port_id)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        db.rollback()  # the database restarted since the connection's last use: a fresh one
+        return _select(db, op_id, port_id)
+
+
+def _select(db: Session, op_id: str, port_id: str | None) -> tuple[Operation | None, Port | None]:
     if port_id is None:
         return db.get(Operation, op_id, populate_existing=True), None
     query = (

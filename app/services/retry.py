@@ -83,6 +83,16 @@ def is_race(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError) and text.startswith("unique constraint failed")
 
 
+def retryable(exc: BaseException, attempt: int) -> bool:
+    """Running the transaction again may succeed: it lost a race, or (on the first attempt)
+    the pooled connection it was given had died, the database having restarted since that
+    connection was last used. Connections are not pinged before each use (app.db); the
+    failure invalidates the pool's older connections, so the next attempt gets a fresh one,
+    and if the database is really down that attempt fails as an outage."""
+    dropped = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return is_race(exc) or (dropped and attempt == 0)
+
+
 def is_outage(exc: BaseException) -> bool:
     """The database cannot be reached (down, restarting, no connection free)."""
     if isinstance(exc, PoolTimeout):
@@ -147,9 +157,10 @@ def run(ctx: Ctx, call: Callable[[Ctx], T], *, what: str = "transaction") -> T:
         try:
             return call(ctx)
         except Exception as exc:
-            if not is_race(exc) or commits(ctx.db) != before or attempt == ATTEMPTS - 1:
+            again = retryable(exc, attempt) and commits(ctx.db) == before
+            if not again or attempt == ATTEMPTS - 1:
                 raise
-            log.info("%s lost a race (%s), attempt %d: running it again", what, exc, attempt)
+            log.info("%s failed (%s), attempt %d: running it again", what, exc, attempt)
             reset(ctx)
             time.sleep(pause(attempt))
     raise AssertionError("unreachable")

@@ -22,7 +22,7 @@ from app.api.main import create_app
 from app.config import Settings
 from app.db import get_engine, get_sessionmaker
 from app.models import Network, Port
-from app.services import tokens
+from app.services import operations, retry, tokens
 from app.services.context import Ctx
 from app.services.outbox import Outbox
 from app.services.schema import upgrade_database
@@ -274,3 +274,46 @@ def test_a_connection_lost_during_the_commit_says_it_cannot_tell(
     assert r.status_code == 503 and "may or may not" in r.json()["detail"], r.text
     assert int(r.headers["retry-after"]) > 0
     assert api.get("/v1/networks/n").status_code == 200
+
+
+@pytest.mark.parametrize("ping_after_idle", [3600.0, 0.0], ids=["retried", "pinged"])
+def test_a_restart_between_requests_costs_no_request_an_error(
+    api: TestClient,
+    own_servers: tuple[PostgresServer, RedisServer],
+    monkeypatch: pytest.MonkeyPatch,
+    ping_after_idle: float,
+) -> None:
+    """Pooled connections are pinged only after a second unused (app.db): after a restart
+    nobody saw, a connection in steady use fails on its first statement, and the request
+    runs again on a fresh one ("retried"); one idle for longer is pinged and replaced before
+    use ("pinged"). Nothing answers 503 and nothing is done twice; a ``?wait`` whose read
+    meets a dead connection reads again too, and so does a worker's transaction."""
+    monkeypatch.setattr("app.db.PING_AFTER_IDLE_SECONDS", ping_after_idle)
+    pg, _ = own_servers
+    port = api.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"}).json()
+    op_id = port["operation_id"]  # no worker plugs it: it stays running
+    assert api.get(f"/v1/operations/{op_id}").status_code == 200  # the pools are warm
+    pg.stop("fast")
+    pg.start()
+    r = api.get(f"/v1/operations/{op_id}?wait=0.3")
+    assert r.status_code == 200 and r.json()["state"] == "running", r.text
+    pg.stop("fast")
+    pg.start()
+    # the waiter's own read is the first to meet a dead connection
+    settings = Settings(database_url=pg.url)
+    with get_sessionmaker(pg.url)() as session:
+        waited = operations.wait(Ctx(session, Outbox(None), settings), op_id, 0.3)
+    assert waited.state == "running"
+    pg.stop("fast")
+    pg.start()
+    # and a worker's transaction (retry.run: the control worker's reports, heartbeats)
+    with get_sessionmaker(pg.url)() as session:
+        ctx = Ctx(session, Outbox(None), settings)
+        ports = retry.run(ctx, lambda c: c.db.scalar(select(func.count(Port.id))))
+    assert ports == 1
+    pg.stop("fast")
+    pg.start()
+    made = api.post("/v1/networks", json={"name": "after"})
+    assert made.status_code == 201, made.text
+    names = [n["name"] for n in api.get("/v1/networks").json()["items"]]
+    assert names == ["after", "n"]
