@@ -67,6 +67,10 @@ def _lock_reported(ctx: Ctx, ids: set[str]) -> Reported:
     so the set read before locking covers them; a second round catches a port that moved to a
     new operation meanwhile. One query per round finds what to lock (ports, operations,
     domains, and whether a port's network has a VNI), before anything is locked."""
+    if len(ids) == 1 and (lone := locks.lone_port(ctx, next(iter(ids)))) is not None:
+        port, op, vni = lone
+        overlay = {port.network_id} if vni is not None and port.network_id is not None else set()
+        return Reported({port.id: port}, {op.id: op}, overlay)
     wanted, by_id = set(ids), dict[str, Port]()
     overlay_networks: set[int] = set()
     for _ in range(3):

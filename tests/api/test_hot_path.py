@@ -129,3 +129,60 @@ def test_a_waiter_from_before_the_listener_listened_reads_at_once(
         assert woken.is_set()  # a notification may have been missed: read the row now
     with listener.watch("op-3", ready_within=1.0) as woken:
         assert woken.is_set()  # no time given: always read first
+
+
+def _reads_before_first_write(settings: Settings, results: list[dict[str, Any]]) -> int:
+    """How many statements ``port_lifecycle.record`` reads before it writes anything."""
+    from sqlalchemy import event
+
+    from app.db import get_engine
+    from app.services import port_lifecycle
+
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement.lstrip().split(None, 1)[0].upper())
+
+    engine = get_engine(settings.effective_database_url)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with get_sessionmaker(settings.effective_database_url)() as session:
+            port_lifecycle.record(
+                Ctx(session, Outbox(None), settings), host="hostA", results=results
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    writes = [i for i, kind in enumerate(seen) if kind in ("INSERT", "UPDATE", "DELETE")]
+    return len([k for k in seen[: writes[0]] if k == "SELECT"])
+
+
+def test_a_lone_port_s_report_finds_and_locks_its_rows_in_one_statement(
+    client: TestClient, api_settings: Settings
+) -> None:
+    """A single plug's report (its operation waits for it alone) reads its port, operation
+    and network in one locking statement; a port whose operation waits for others too takes
+    the general path (find, lock ports, lock operations). Both are recorded alike."""
+    from tests.api.test_operations_superseded import result
+
+    add_host(api_settings, "hostA")
+    client.post("/v1/networks", json={"name": "n", "bridge": {"mac_table_manager": "libvirt"}})
+    assert client.post("/v1/networks/n/start").status_code == 200
+    lone = client.post("/v1/networks/n/ports", json={"owner": OWNER, "host": "hostA"}).json()
+    pair = client.post("/v1/networks/n/ports", json=[{"owner": OWNER, "host": "hostA"}] * 2)
+    bulk_op, (first, _second) = pair.json()["operation"]["id"], pair.json()["ports"]
+
+    def row(port_id: str) -> Port:
+        with get_sessionmaker(api_settings.effective_database_url)() as db:
+            found = db.get(Port, port_id)
+            assert found is not None
+            return found
+
+    assert _reads_before_first_write(api_settings, [result(row(lone["id"]))]) == 1
+    assert client.get(f"/v1/operations/{lone['operation_id']}").json()["state"] == "succeeded"
+    assert client.get(f"/v1/networks/n/ports/{lone['id']}").json()["state"] == "plugged"
+
+    # the one-statement try finds nothing; then find, lock the ports, lock the operations
+    assert _reads_before_first_write(api_settings, [result(row(first["id"]))]) == 4
+    assert client.get(f"/v1/networks/n/ports/{first['id']}").json()["state"] == "plugged"
+    waiting = client.get(f"/v1/operations/{bulk_op}").json()
+    assert waiting["state"] == "running"  # the second port has not reported
