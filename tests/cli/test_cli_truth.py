@@ -20,21 +20,24 @@ FORWARD_BRIDGE = {"name": "fb", "forward": {"mode": "bridge"}, "bridge": {"name"
 
 
 def _report(settings: Settings, host: str, state: str, error: str | None) -> bool:
-    """What host ``host`` says once its realise task ran; False while it has no task yet."""
+    """What host ``host`` says once its realise task ran; False while it has no task yet.
+
+    The network's generation is read in the same statement as the host's row: read before
+    it, it could be the one from before the start's commit, and the report of an older
+    generation is rightly ignored (the test then waited for a state that never came)."""
     with get_sessionmaker(settings.effective_database_url)() as session:
-        network = session.scalar(select(Network).where(Network.name == "fb"))
-        row = session.scalar(
-            select(Realisation).where(
-                Realisation.network_id == network.id, Realisation.host == host
-            )
-        )
-        if row is None:
+        found = session.execute(
+            select(Network.id, Network.generation)
+            .join(Realisation, Realisation.network_id == Network.id)
+            .where(Network.name == "fb", Realisation.host == host)
+        ).first()
+        if found is None:
             return False
         realisation.record_report(
             Ctx(session, Outbox(None), settings),
             host=host,
-            network_id=network.id,
-            generation=network.generation,
+            network_id=found.id,
+            generation=found.generation,
             state=state,
             error=error,
         )
@@ -65,7 +68,7 @@ def test_a_network_every_host_failed_is_failed_and_net_start_exits_1(
     )
     assert start.poll() is None, start.communicate()
     assert api.get("/v1/networks/fb").json()["status"]["state"] == "starting"
-    _report(cli_settings, "fa2", "failed", no_bridge)
+    assert _report(cli_settings, "fa2", "failed", no_bridge)
     out, err = start.communicate(timeout=30)
     assert start.returncode == 1, (out, err)
     assert "no host could realise it" in err and "nosuchbr0" in err
@@ -75,7 +78,7 @@ def test_a_network_every_host_failed_is_failed_and_net_start_exits_1(
     assert [n["name"] for n in listed] == ["fb"]
 
     # one host realising it is enough for active; the other's failure stays visible
-    _report(cli_settings, "fa2", "active", None)
+    assert _report(cli_settings, "fa2", "active", None)
     assert api.get("/v1/networks/fb").json()["status"]["state"] == "active"
     assert api.post("/v1/networks/fb/stop").status_code == 200
 
