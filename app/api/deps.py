@@ -18,7 +18,8 @@ from app.services.errors import Forbidden, Unauthorized
 from app.services.outbox import Outbox
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain def dependency in its thread pool, a hop per request
     return request.app.state.settings
 
 
