@@ -96,6 +96,12 @@ def make_celery(settings: Settings, *, host: str | None = None) -> Celery:
 def run_solo_worker(celery: Celery, *, queues: str, node: str) -> None:
     """Consume ``queues`` (comma-separated) in this process, one task at a time (the solo
     pool: the workers' own state is in this process), until the worker is stopped."""
+    from celery.signals import worker_ready
+
+    from app.supervisor import freeze_startup_objects
+
+    # once Celery has set itself up too: nothing of the start-up is walked by a full collection
+    worker_ready.connect(lambda **_: freeze_startup_objects(), weak=False)
     celery.worker_main(
         [
             "worker",

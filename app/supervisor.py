@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -43,6 +44,15 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def die_with_parent() -> None:  # in a child: between fork and exec, or first thing
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def freeze_startup_objects() -> None:
+    """Put what the process holds once started (modules, the app, the ORM's mappers, Celery)
+    out of the cyclic garbage collector's reach: left in, every full collection walks all of
+    it, a pause of 40-75 ms every few seconds under load in an API worker (the p99 of a
+    plug). What is garbage already goes first."""
+    gc.collect()
+    gc.freeze()
 
 
 def _now() -> str:

@@ -119,11 +119,13 @@ def run_workers(sock: socket.socket, count: int, on_exit: Callable[[], None] | N
 
 
 def _worker(sock: socket.socket, parent: int) -> None:
-    from app.supervisor import die_with_parent
+    from app.api.main import create_app
+    from app.supervisor import die_with_parent, freeze_startup_objects
 
     die_with_parent()  # a SIGKILLed `virtnet api` leaves no worker behind
     if os.getppid() != parent:  # it died before that took effect
         return
     host, port = sock.getsockname()[:2]
-    cfg = config("app.api.main:create_app", host, port, factory=True)
-    QuietServer(cfg).run(sockets=[sock])
+    app = create_app()  # from the VIRTNET_* environment, as the parent's was
+    freeze_startup_objects()
+    QuietServer(config(app, host, port)).run(sockets=[sock])

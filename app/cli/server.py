@@ -19,12 +19,15 @@ def run_api(
     """The API in this process; ``on_exit`` runs as soon as SIGTERM or SIGINT arrives."""
     from app.api.main import create_app
     from app.cli.api_server import QuietServer, config, run_workers
+    from app.supervisor import freeze_startup_objects
 
     host, port = parse_listen(listen or settings.listen)
     if settings.api_workers > 1:
         run_workers(_tcp_listener(host, port), settings.api_workers, on_exit)
     else:
-        QuietServer(config(create_app(settings), host, port), on_exit).run()
+        app = create_app(settings)
+        freeze_startup_objects()
+        QuietServer(config(app, host, port), on_exit).run()
 
 
 def _tcp_listener(host: str, port: int) -> socket.socket:
