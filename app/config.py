@@ -19,6 +19,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
 #: measured with bench/e2e.py's 16-client row on a 2-core host (docs/benchmarks.md)
 DEFAULT_API_WORKERS = 2
 DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW = 10, 10
+DEFAULT_DB_LOCK_TIMEOUT = 10.0
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     #: keep api_workers * (pool + overflow) + the control worker's under the server's
     #: max_connections (100 by default).
     db_max_overflow: int = Field(default=DEFAULT_DB_MAX_OVERFLOW, ge=0, le=500)
+    #: how long a statement waits for a row (or advisory) lock another transaction holds
+    #: before it gives up (PostgreSQL's lock_timeout): a stuck transaction gets a 503 that
+    #: says so, not requests that hang with it
+    db_lock_timeout_seconds: float = Field(default=DEFAULT_DB_LOCK_TIMEOUT, gt=0, le=3600)
     bootstrap_token: str | None = None
     #: the network namespace this machine's host worker works in (`virtnet serve`)
     netns: str | None = None

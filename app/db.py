@@ -14,6 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 READ_ONLY = "virtnet_read_only"
 
 
+def lock_timeout_ms() -> int:
+    """VIRTNET_DB_LOCK_TIMEOUT_SECONDS, as PostgreSQL's lock_timeout wants it."""
+    from app.config import get_settings
+
+    return max(1, round(get_settings().db_lock_timeout_seconds * 1000))
+
+
 def pool_limits() -> tuple[int, int]:
     """(pool_size, max_overflow) from VIRTNET_DB_POOL_SIZE and VIRTNET_DB_MAX_OVERFLOW."""
     from app.config import get_settings
@@ -46,7 +53,8 @@ def get_engine(url: str) -> Engine:
 
         return engine
     size, overflow = pool_limits()
-    engine = create_engine(url, pool_size=size, max_overflow=overflow)
+    options = {"options": f"-c lock_timeout={lock_timeout_ms()}"}
+    engine = create_engine(url, pool_size=size, max_overflow=overflow, connect_args=options)
     _ping_when_idle(engine)
     return engine
 

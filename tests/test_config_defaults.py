@@ -1,5 +1,5 @@
-"""The sizing defaults (VIRTNET_API_WORKERS, the database pool) are what the README says,
-reach the engine, and a bad value stops the process with one clear line."""
+"""The sizing defaults (VIRTNET_API_WORKERS, the database pool, its lock timeout) are what the
+README says, reach the engine, and a bad value stops the process with one clear line."""
 
 from __future__ import annotations
 
@@ -20,7 +20,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 @pytest.fixture
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for name in ("VIRTNET_API_WORKERS", "VIRTNET_DB_POOL_SIZE", "VIRTNET_DB_MAX_OVERFLOW"):
+    for name in (
+        "VIRTNET_API_WORKERS",
+        "VIRTNET_DB_POOL_SIZE",
+        "VIRTNET_DB_MAX_OVERFLOW",
+        "VIRTNET_DB_LOCK_TIMEOUT_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
     config.get_settings.cache_clear()
     yield monkeypatch
@@ -42,6 +47,9 @@ def test_the_defaults_are_the_documented_ones(fresh_settings: pytest.MonkeyPatch
     assert readme_default("VIRTNET_API_WORKERS") == str(settings.api_workers)
     assert readme_default("VIRTNET_DB_POOL_SIZE") == str(settings.db_pool_size)
     assert readme_default("VIRTNET_DB_MAX_OVERFLOW") == str(settings.db_max_overflow)
+    assert settings.db_lock_timeout_seconds == config.DEFAULT_DB_LOCK_TIMEOUT
+    lock_timeout = readme_default("VIRTNET_DB_LOCK_TIMEOUT_SECONDS")
+    assert float(lock_timeout) == settings.db_lock_timeout_seconds
     # room for every API worker, the control worker and a command under PostgreSQL's 100
     per_process = settings.db_pool_size + settings.db_max_overflow
     assert (settings.api_workers + 2) * per_process <= 100
@@ -81,6 +89,8 @@ def test_the_engine_takes_its_pool_from_the_settings(fresh_settings: pytest.Monk
         ("VIRTNET_DB_POOL_SIZE", "1e3", "integer"),
         ("VIRTNET_DB_MAX_OVERFLOW", "-1", "greater than or equal to 0"),
         ("VIRTNET_DB_MAX_OVERFLOW", "1000", "less than or equal to 500"),
+        ("VIRTNET_DB_LOCK_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("VIRTNET_DB_LOCK_TIMEOUT_SECONDS", "soon", "number"),
     ],
 )
 def test_a_bad_size_stops_with_one_line_naming_it(variable: str, value: str, says: str) -> None:

@@ -174,6 +174,12 @@ def storage_problem(exc: BaseException) -> JSONResponse | None:
             "another request changed or removed the same objects at the same time; nothing "
             "was changed; GET them again and retry",
         )
+    if retry.is_lock_timeout(exc):
+        log.warning("gave up waiting for a lock: %s", exc)
+        return unavailable(
+            "what this request changes stayed locked by another transaction for longer than "
+            "VIRTNET_DB_LOCK_TIMEOUT_SECONDS; nothing was changed; retry later"
+        )
     if retry.is_outage(exc):
         log.warning("database unreachable: %s", exc)
         return unavailable("the database does not answer; nothing was changed; retry later")

@@ -37,6 +37,8 @@ ATTEMPTS = 5
 FIRST_PAUSE = 0.01
 SERIALIZATION_FAILURE, DEADLOCK, UNIQUE_VIOLATION = "40001", "40P01", "23505"
 RACES = frozenset({SERIALIZATION_FAILURE, DEADLOCK, UNIQUE_VIOLATION})
+#: lock_timeout ran out (app.db)
+LOCK_NOT_AVAILABLE = "55P03"
 #: SQLSTATE classes of a server that is gone or going: connection exception, operator
 #: intervention (shutdown, crash), insufficient resources
 OUTAGE_CLASSES = ("08", "57", "53")
@@ -91,6 +93,11 @@ def retryable(exc: BaseException, attempt: int) -> bool:
     and if the database is really down that attempt fails as an outage."""
     dropped = isinstance(exc, DBAPIError) and exc.connection_invalidated
     return is_race(exc) or (dropped and attempt == 0)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """A statement gave up waiting for a lock another transaction holds (lock_timeout)."""
+    return isinstance(exc, DBAPIError) and sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
 def is_outage(exc: BaseException) -> bool:
