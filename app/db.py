@@ -61,6 +61,8 @@ def get_engine(url: str) -> Engine:
 
 #: a pooled connection unused for longer than this is pinged before it is handed out
 PING_AFTER_IDLE_SECONDS = 1.0
+#: key in a pooled connection's ``info``: when it went back to the pool
+_IDLE_SINCE = "virtnet_idle_since"
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -84,9 +86,6 @@ def _ping_when_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:  # the pool drops it and hands out another one
             raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
-
-
-_IDLE_SINCE = "virtnet_idle_since"
 
 
 @lru_cache(maxsize=16)

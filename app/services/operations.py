@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import READ_ONLY, get_engine, get_sessionmaker
 from app.models import Operation, Port, utcnow
-from app.services import locks, op_notify
+from app.services import locks, op_notify, retry
 from app.services.context import Ctx
 from app.services.errors import NotFound
 
@@ -154,7 +154,7 @@ def _read(db: Session, op_id: str, port_id: str | None) -> tuple[Operation | Non
     try:
         return _select(db, op_id, port_id)
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if not retry.is_dropped_connection(exc):
             raise
         db.rollback()  # the database restarted since the connection's last use: a fresh one
         return _select(db, op_id, port_id)

@@ -91,8 +91,12 @@ def retryable(exc: BaseException, attempt: int) -> bool:
     connection was last used. Connections are not pinged before each use (app.db); the
     failure invalidates the pool's older connections, so the next attempt gets a fresh one,
     and if the database is really down that attempt fails as an outage."""
-    dropped = isinstance(exc, DBAPIError) and exc.connection_invalidated
-    return is_race(exc) or (dropped and attempt == 0)
+    return is_race(exc) or (is_dropped_connection(exc) and attempt == 0)
+
+
+def is_dropped_connection(exc: BaseException) -> bool:
+    """The statement's connection turned out dead; the pool has let go of it."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

@@ -10,14 +10,15 @@ from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from app.config import Settings
-from app.db import get_sessionmaker
+from app.db import get_engine, get_sessionmaker
 from app.models import HostLatency, Port
-from app.services import latency, op_notify
+from app.services import latency, op_notify, port_lifecycle
 from app.services.context import Ctx
 from app.services.outbox import Outbox
+from tests.api.test_operations_superseded import result
 from tests.api.test_ports_api import add_host
 from tests.api.test_wait_notify import dsn
 
@@ -133,11 +134,6 @@ def test_a_waiter_from_before_the_listener_listened_reads_at_once(
 
 def _reads_before_first_write(settings: Settings, results: list[dict[str, Any]]) -> int:
     """How many statements ``port_lifecycle.record`` reads before it writes anything."""
-    from sqlalchemy import event
-
-    from app.db import get_engine
-    from app.services import port_lifecycle
-
     seen: list[str] = []
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -162,8 +158,6 @@ def test_a_lone_port_s_report_finds_and_locks_its_rows_in_one_statement(
     """A single plug's report (its operation waits for it alone) reads its port, operation
     and network in one locking statement; a port whose operation waits for others too takes
     the general path (find, lock ports, lock operations). Both are recorded alike."""
-    from tests.api.test_operations_superseded import result
-
     add_host(api_settings, "hostA")
     client.post("/v1/networks", json={"name": "n", "bridge": {"mac_table_manager": "libvirt"}})
     assert client.post("/v1/networks/n/start").status_code == 200

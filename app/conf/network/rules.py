@@ -36,7 +36,6 @@ PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 DNS_RECORD_LENGTH_SRV = 512 - 30
 
 
-#: anything outside XML 1.0's Char production
 def _ip(text: str | None) -> Address | None:
     try:
         return ipaddress.ip_address(text) if text is not None else None
