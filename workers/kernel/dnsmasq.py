@@ -96,6 +96,16 @@ def _is_ours(pid: int, conf: Path) -> bool:
     return f"--conf-file={conf}".encode() in cmdline and _alive(pid)
 
 
+def _exiting(pid: int) -> bool:
+    # After SIGKILL a process frees its memory (its cmdline reads empty) before its files:
+    # until it is gone it still holds the listening sockets its successor needs.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return cmdline == b"" and _alive(pid)
+
+
 def _spawn(argv: list[str]) -> subprocess.CompletedProcess[str]:
     # dnsmasq daemonises: this returns once its pid file is written
     return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
@@ -157,6 +167,7 @@ class DnsmasqSupervisor:
         )
 
     def _start(self, paths: Paths) -> int:
+        self._await_predecessor(paths)
         paths.pid.unlink(missing_ok=True)
         argv = [DNSMASQ, f"--conf-file={paths.conf}"]
         try:
@@ -171,6 +182,16 @@ class DnsmasqSupervisor:
         if pid is None:
             raise KernelError(f"dnsmasq started but wrote no pid file {paths.pid}", errno.EIO)
         return pid
+
+    @staticmethod
+    def _await_predecessor(paths: Paths) -> None:
+        try:
+            pid = int(paths.pid.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        deadline = time.monotonic() + STOP_WAIT
+        while _exiting(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _kill(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
