@@ -17,7 +17,8 @@ from tests import ipguests as guests
 from tests.cluster import wait_for
 from tests.kernel.conftest import requires_root
 from workers import network_services
-from workers.kernel import BridgeSpec, HostNet
+from workers.kernel import BridgeSpec, HostNet, KernelError
+from workers.kernel.dnsmasq import DnsmasqSpec
 
 pytestmark = [pytest.mark.kernel, requires_root]
 
@@ -106,5 +107,31 @@ def test_a_dnsmasq_killed_is_restarted_at_once_every_time(ns: str, tmp_path: Pat
                 restarted = wait_for(supervisor.watch, timeout=2, what="restart")
                 assert restarted == [a.uuid]
                 assert guests.dnsmasq_pids(ns) == [supervisor.pid(a.uuid)]
+    finally:
+        guests.kill_dnsmasqs(ns)
+
+
+def test_one_dnsmasq_that_cannot_start_does_not_keep_the_others_down(
+    ns: str, tmp_path: Path
+) -> None:
+    guests.traversable(tmp_path)
+    a = spec("a", "00000000-0000-0000-0000-00000000000a", "vnbra", 41)
+    b = spec("b", "00000000-0000-0000-0000-00000000000b", "vnbrb", 42)
+    try:
+        with HostNet(ns, tmp_path) as net:
+            for n in (a, b):
+                net.ensure_bridge(BridgeSpec(n.bridge, n.uuid))
+                network_services.realise(net, n)
+            supervisor = net.dnsmasq
+            assert supervisor is not None
+            with pytest.raises(KernelError, match="refused to start"):
+                supervisor.ensure(DnsmasqSpec(a.uuid, ["no-such-option"]))
+            b_pid = supervisor.pid(b.uuid)
+            assert b_pid is not None
+            os.kill(b_pid, signal.SIGKILL)
+            restarted = wait_for(supervisor.watch, timeout=2, what="b restarted")
+            assert restarted == [b.uuid]
+            assert supervisor.pid(a.uuid) is None
+            assert guests.dnsmasq_pids(ns) == [supervisor.pid(b.uuid)]
     finally:
         guests.kill_dnsmasqs(ns)

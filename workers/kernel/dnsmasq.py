@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import KernelError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 DNSMASQ = shutil.which("dnsmasq", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/dnsmasq"
 HOSTSFILE, ADDNHOSTS = "{hostsfile}", "{addnhosts}"
@@ -221,12 +223,19 @@ class DnsmasqSupervisor:
             return set()
 
     def watch(self) -> list[str]:
-        """Restart every wanted dnsmasq that died; returns the keys restarted."""
+        """Restart every wanted dnsmasq that died; returns the keys restarted.
+
+        One that fails to start is logged and tried again next time: it must not keep the
+        networks after it down."""
         restarted = []
         with self._lock:
             for key, spec in list(self._wanted.items()):
                 if self.pid(key) is None:
-                    self.ensure(spec)
+                    try:
+                        self.ensure(spec)
+                    except KernelError as exc:
+                        log.error("dnsmasq of network %s did not restart: %s", key, exc)
+                        continue
                     restarted.append(key)
         return restarted
 
