@@ -10,9 +10,10 @@ brings the host to R only if no other transaction took a revision in between.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, case, func, literal, or_, select, update
+from sqlalchemy import Integer, Table, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,23 +35,39 @@ def _upsert(db: Session, host: str, *, new: dict[str, object], update: dict[str,
     """Insert the host's row (``new``) or update it (``update``); return its desired
     revision. The row stays locked until the transaction ends."""
     table: Table = HostIntent.__table__  # type: ignore[assignment]
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     row = {"desired": 0, "applied": 0, "changed_at": now, "applied_at": now, "resends": 0}
-    stmt = insert(table).values(host=host, **{**row, **new})
+    stmt = _insert(db)(table).values(host=host, **{**row, **new})
     stmt = stmt.on_conflict_do_update(index_elements=[table.c.host], set_=update)
     return int(db.execute(stmt.returning(table.c.desired)).scalar_one())
 
 
+def _insert(db: Session) -> Any:
+    return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 def bump(db: Session, host: str) -> int:
-    """Take the host's next desired revision."""
-    c = HostIntent.__table__.c
-    now = literal(utcnow(), UtcDateTime())
+    """Take the host's next desired revision (every write that sends a host something)."""
+    stmt = _bump_statement(db.get_bind().dialect.name)
+    return int(db.execute(stmt, {"of_host": host, "now": utcnow()}).scalar_one())
+
+
+@cache
+def _bump_statement(dialect: str) -> Any:
+    """Built once per dialect: making this upsert cost as much as running it (~0.3 ms)."""
+    table: Table = HostIntent.__table__  # type: ignore[assignment]
+    c = table.c
+    now = bindparam("now", type_=UtcDateTime())
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(
+        host=bindparam("of_host"), desired=1, applied=0, changed_at=now, applied_at=now, resends=0
+    )
     # the lag starts when the host falls behind, not at each later change
     since = case((c.desired == c.applied, now), else_=c.changed_at)
-    return _upsert(
-        db, host, new={"desired": 1}, update={"desired": c.desired + 1, "changed_at": since}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[c.host], set_={"desired": c.desired + 1, "changed_at": since}
     )
+    return stmt.returning(c.desired)
 
 
 def stamp(db: Session, outbox: Outbox) -> None:
@@ -99,20 +116,9 @@ def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
 
     One UPDATE when the row exists and the revision moves it (each report after a bundle);
     otherwise the row is read, locked, and made or left as it is."""
-    c = HostIntent.__table__.c
-    at = literal(utcnow(), UtcDateTime())
-    ahead = c.desired < revision  # (every SET below reads the row as it was)
-    moved = update(HostIntent).where(c.host == host, or_(c.applied != revision, ahead))
-    moved = moved.values(
-        desired=case((ahead, revision + 1), else_=c.desired),
-        changed_at=case((ahead, at), else_=c.changed_at),
-        applied=revision,
-        applied_at=case((c.applied != revision, at), else_=c.applied_at),
-        resends=case((c.applied != revision, 0), else_=c.resends),
-    )
-    # "fetch": RETURNING the key updates a row this session holds, in the same statement
-    moved = moved.execution_options(synchronize_session="fetch")
-    if ctx.db.execute(moved).rowcount:  # type: ignore[attr-defined]
+    moved = _applied_statement()
+    params = {"of_host": host, "revision": revision, "at": utcnow()}
+    if ctx.db.execute(moved, params).rowcount:  # type: ignore[attr-defined]
         ctx.commit(conflict=f"host {host!r} reported twice at the same time")
         return
     row = ctx.db.get(HostIntent, host, with_for_update=True, populate_existing=True)
@@ -127,6 +133,26 @@ def record_applied(ctx: Ctx, *, host: str, revision: int) -> None:
     if row.applied != revision:
         row.applied, row.applied_at, row.resends = revision, now, 0
     ctx.commit(conflict=f"host {host!r} reported twice at the same time")
+
+
+@cache
+def _applied_statement() -> Any:
+    """``record_applied``'s UPDATE, built once (each report runs it)."""
+    c = HostIntent.__table__.c
+    revision = bindparam("revision", type_=Integer())
+    at = bindparam("at", type_=UtcDateTime())
+    ahead = c.desired < revision  # (every SET below reads the row as it was)
+    moved = update(HostIntent).where(c.host == bindparam("of_host"))
+    moved = moved.where(or_(c.applied != revision, ahead))
+    moved = moved.values(
+        desired=case((ahead, revision + 1), else_=c.desired),
+        changed_at=case((ahead, at), else_=c.changed_at),
+        applied=revision,
+        applied_at=case((c.applied != revision, at), else_=c.applied_at),
+        resends=case((c.applied != revision, 0), else_=c.resends),
+    )
+    # "fetch": RETURNING the key updates a row this session holds, in the same statement
+    return moved.execution_options(synchronize_session="fetch")
 
 
 def lagging(ctx: Ctx, hosts: list[str]) -> list[str]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnClause, Table, literal_column, select
+from sqlalchemy import ColumnClause, Table, bindparam, literal_column, select
 from sqlalchemy.dialects import postgresql
 
 from app.models import HostLatency
@@ -31,24 +32,9 @@ def observe(ctx: Ctx, *, host: str, action: str, samples: list[float]) -> None:
     for seconds in samples:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
     if ctx.db.get_bind().dialect.name == "postgresql":
-        table: Table = HostLatency.__table__  # type: ignore[assignment]
-        stmt = postgresql.insert(table).values(
-            host=host,
-            action=action,
-            buckets={"counts": counts},
-            total_seconds=sum(samples),
-            count=len(samples),
-        )
-        ctx.db.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.host, table.c.action],
-                set_={
-                    "buckets": _ADD_COUNTS,
-                    "total_seconds": table.c.total_seconds + stmt.excluded.total_seconds,
-                    "count": table.c.count + stmt.excluded.count,
-                },
-            )
-        )
+        params: dict[str, Any] = {"v_host": host, "v_action": action, "v_count": len(samples)}
+        params |= {"v_buckets": {"counts": counts}, "v_total_seconds": sum(samples)}
+        ctx.db.execute(_add_statement(), params)
         return
     row = ctx.db.scalar(
         select(HostLatency).where(HostLatency.host == host, HostLatency.action == action)
@@ -61,6 +47,22 @@ def observe(ctx: Ctx, *, host: str, action: str, samples: list[float]) -> None:
     row.buckets = {"counts": [o + n for o, n in zip(old, counts, strict=False)]}
     row.total_seconds = (row.total_seconds or 0.0) + sum(samples)
     row.count = (row.count or 0) + len(samples)
+
+
+@cache
+def _add_statement() -> Any:
+    """``observe``'s upsert on PostgreSQL, built once (each report runs it)."""
+    table: Table = HostLatency.__table__  # type: ignore[assignment]
+    columns = ("host", "action", "buckets", "total_seconds", "count")
+    stmt = postgresql.insert(table).values({name: bindparam(f"v_{name}") for name in columns})
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.host, table.c.action],
+        set_={
+            "buckets": _ADD_COUNTS,
+            "total_seconds": table.c.total_seconds + stmt.excluded.total_seconds,
+            "count": table.c.count + stmt.excluded.count,
+        },
+    )
 
 
 def observe_results(ctx: Ctx, *, host: str, results: list[dict[str, Any]]) -> None:
