@@ -126,6 +126,7 @@ class Domain(Base):
 
 #: the ports whose tap name is taken on their host: not failed or released ones (no device)
 LIVE_TAP = "state NOT IN ('failed', 'released')"
+MIGRATING = "migration IS NOT NULL"
 
 
 class Port(Base):
@@ -142,6 +143,16 @@ class Port(Base):
             unique=True,
             postgresql_where=text(LIVE_TAP),
             sqlite_where=text(LIVE_TAP),
+        ),
+        # what allocation, reports and domains look ports up by (migration 0011)
+        Index("ix_ports_host_bridge", "host", "bridge"),
+        Index("ix_ports_operation_id", "operation_id"),
+        Index("ix_ports_domain_id", "domain_id"),
+        Index(
+            "ix_ports_migrating",
+            "host",
+            postgresql_where=text(MIGRATING),
+            sqlite_where=text(MIGRATING),
         ),
     )
 
@@ -177,6 +188,15 @@ class Operation(Base):
     """An action that touches a host: what the API returns with 202 and ?wait waits for."""
 
     __tablename__ = "operations"
+    #: what the periodic pass looks for (overdue operations), without reading every one
+    __table_args__ = (
+        Index(
+            "ix_operations_running",
+            "created_at",
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
