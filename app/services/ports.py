@@ -16,7 +16,7 @@ from app.conf.port.model import PortRequest
 from app.messages import ApplyPorts, HostPort
 from app.messages.names import APPLY_PORTS, host_queue
 from app.models import Host, Network, Operation, Port
-from app.services import locks, operations, overlay, port_qos
+from app.services import locks, operations, overlay, port_qos, port_room
 from app.services.context import Ctx
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.vlan import vlan_refusal
@@ -82,6 +82,19 @@ def _portgroup(definition: NetworkDefinition, name: str | None) -> Any:
     raise Invalid(message, problems=[Problem(("portgroup",), message)])
 
 
+def _mac_used(network: Network, mac: str, port_id: str, owner: str) -> Conflict:
+    return Conflict(
+        f"MAC {mac} is already used on network {network.name!r} by port {port_id} (owner {owner!r})"
+    )
+
+
+def _bridge_full(host: str, bridge: str) -> Conflict:
+    return Conflict(
+        f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
+        "the most a Linux bridge takes"
+    )
+
+
 def _check_room(
     ctx: Ctx,
     *,
@@ -95,6 +108,8 @@ def _check_room(
     """Every per-host and per-network rule in one query; returns the tap name to use."""
     if room is not None:
         return _check_room_bulk(ctx, room, host=host, bridge=bridge, network=network, mac=mac)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        return _check_room_indexed(ctx, host=host, bridge=bridge, network=network, mac=mac, tap=tap)
     query = select(
         Port.host,
         Port.tap,
@@ -113,22 +128,31 @@ def _check_room(
     rows = ctx.db.execute(query.where(or_(*wanted))).all()
     for row in rows:
         if network is not None and row.network_id == network.id and row.mac == mac:
-            raise Conflict(
-                f"MAC {mac} is already used on network {network.name!r} by port "
-                f"{row.id} (owner {row.owner_name!r})"
-            )
+            raise _mac_used(network, mac, row.id, row.owner_name)
     # a failed port has no device (its host rolled the plug back): its name is free again
     on_host = [row for row in rows if row.host == host and row.state not in GONE]
     if sum(row.bridge == bridge for row in on_host) >= MAX_PORTS_PER_BRIDGE:
-        raise Conflict(
-            f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
-            "the most a Linux bridge takes"
-        )
+        raise _bridge_full(host, bridge)
     reserved = {m["target_tap"] for row in rows if (m := row.migration) and m.get("target") == host}
     used = {row.tap for row in on_host} | reserved
     if tap is not None and tap in used:
         raise Conflict(f"tap {tap!r} is already used on host {host!r}")
     return tap or lowest_free_tap(used)
+
+
+def _check_room_indexed(
+    ctx: Ctx, *, host: str, bridge: str, network: Network | None, mac: str, tap: str | None
+) -> str:
+    """``_check_room``'s rules answered by PostgreSQL from its indexes (port_room)."""
+    network_id = network.id if network is not None else None
+    found = port_room.room(ctx, host=host, bridge=bridge, network_id=network_id, mac=mac, tap=tap)
+    if network is not None and found.mac_port is not None:
+        raise _mac_used(network, mac, found.mac_port, found.mac_owner or "")
+    if found.on_bridge >= MAX_PORTS_PER_BRIDGE:
+        raise _bridge_full(host, bridge)
+    if tap is not None and found.tap_taken:
+        raise Conflict(f"tap {tap!r} is already used on host {host!r}")
+    return tap or found.free_tap
 
 
 def _check_room_bulk(
@@ -152,16 +176,9 @@ def _check_room_bulk(
                 room.used[host].add(row.tap)
                 room.per_bridge[host, row.bridge] += 1
     if network is not None and mac in room.macs:
-        other, owner = room.macs[mac]
-        raise Conflict(
-            f"MAC {mac} is already used on network {network.name!r} by port {other} "
-            f"(owner {owner!r})"
-        )
+        raise _mac_used(network, mac, *room.macs[mac])
     if room.per_bridge[host, bridge] >= MAX_PORTS_PER_BRIDGE:
-        raise Conflict(
-            f"bridge {bridge!r} on host {host!r} already has {MAX_PORTS_PER_BRIDGE} ports, "
-            "the most a Linux bridge takes"
-        )
+        raise _bridge_full(host, bridge)
     tap = lowest_free_tap(room.used[host], room.next_tap.get(host, 0))
     room.next_tap[host] = int(tap.removeprefix(TAP_PREFIX)) + 1
     room.used[host].add(tap)
