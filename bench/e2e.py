@@ -234,6 +234,14 @@ def e2e_rows(args: argparse.Namespace) -> tuple[list[list[str]], float]:
                 rows += e2e_phases.reconcile_rows(
                     cluster, api.base, HOST, ns, args.reconcile_ports, (args.profile, args.fmt)
                 )
+                if args.ports:  # the same plug, now beside that many ports on its host
+                    crowded = []
+                    for i in range(min(args.ports, 100)):
+                        took, port_id = api.plug("bench", hostnet.guest_mac(i))
+                        crowded.append(took)
+                        api.unplug("bench", port_id)
+                    what = f"virtnet POST ?wait -> plugged, {args.reconcile_ports} on the host"
+                    rows.append(stats(what, crowded))
                 if args.idle:
                     time.sleep(2)
                     idle = e2e_phases.idle_rows(pids(cluster), args.idle)
